@@ -1,0 +1,6 @@
+"""Model families; importing this package registers every one of them.
+
+One module per family, each with its spec table, its one block function and its registrations.
+"""
+
+from transferkit.models import mobilenet  # noqa: F401

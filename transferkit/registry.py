@@ -1,0 +1,263 @@
+"""The one model registry: every builder registers here, and the CLI, recipes, tuner and tests
+refer to models by name only.
+
+A registered model is a *headless backbone builder* plus metadata (:class:`ModelInfo`).
+:func:`create_backbone` wraps it as ``raw 0-255 image -> Preprocess -> feature map``;
+:func:`create_model` puts the one shared head (:mod:`transferkit.head`) on top.
+"""
+
+from __future__ import annotations
+
+import difflib
+import fnmatch
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+import keras
+
+from transferkit.errors import ConfigError
+
+Builder = Callable[..., Any]
+"""``builder(x, **kwargs) -> feature map``: takes the preprocessed image tensor, returns a 4-D tensor."""
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """What the registry knows of one named model.
+
+    Attributes:
+        name: Lowercase registry name, e.g. ``"resnet50"``.
+        family: Family name, e.g. ``"resnet"``; one module under ``transferkit/models/`` each.
+        builder: The family's backbone builder, called as ``builder(x, **kwargs)``.
+        kwargs: The builder arguments that make this variant (one row of the family's spec table).
+        input_shape: Default ``(height, width, channels)``.
+        min_size: Smallest height/width the network can downsample.
+        preprocessing: :class:`~transferkit.layers.Preprocess` mode used when no pretrained
+            weights dictate one.
+        head: Defaults of the shared head (``pooling``, ``hidden_units``, ``dropout``).
+        stages: Stage names in order (layer names start with them); freezing by stage uses these.
+        paper_params: Parameter count the paper reports for the full classifier, if any.
+        paper_classes: Number of classes of the classifier the paper counted.
+        paper: Citation of the paper.
+        fixed_input: True when the architecture only takes ``input_shape`` (LeNet's faithful
+            form, flatten heads sized for one resolution).
+        aux_heads: Optional ``aux_heads(backbone, num_classes) -> list of (output, loss_weight)``
+            for training-time auxiliary classifiers (GoogLeNet).
+    """
+
+    name: str
+    family: str
+    builder: Builder
+    kwargs: Mapping[str, Any] = field(default_factory=dict)
+    input_shape: tuple[int, int, int] = (224, 224, 3)
+    min_size: int = 32
+    preprocessing: str = "tf"
+    head: Mapping[str, Any] = field(default_factory=lambda: {"pooling": "avg"})
+    stages: tuple[str, ...] = ()
+    paper_params: int | None = None
+    paper_classes: int = 1000
+    paper: str = ""
+    fixed_input: bool = False
+    aux_heads: Callable[..., list[tuple[Any, float]]] | None = None
+
+
+_MODELS: dict[str, ModelInfo] = {}
+_ALIASES: dict[str, str] = {}
+_PATTERNS: list[tuple[re.Pattern[str], Callable[[re.Match[str]], ModelInfo]]] = []
+
+
+def register_model(info: ModelInfo, aliases: tuple[str, ...] = ()) -> ModelInfo:
+    """Adds a named model (and its aliases) to the registry; returns it."""
+    if info.name in _MODELS or info.name in _ALIASES:
+        raise RuntimeError(f"model name {info.name!r} is registered twice")
+    _MODELS[info.name] = info
+    for alias in aliases:
+        if alias in _MODELS or alias in _ALIASES:
+            raise RuntimeError(f"alias {alias!r} is registered twice")
+        _ALIASES[alias] = info.name
+    return info
+
+
+def register_pattern(pattern: str, resolve: Callable[[re.Match[str]], ModelInfo]) -> None:
+    """Registers a family of names given by a regular expression (e.g. ``wrn_(\\d+)_(\\d+)``).
+
+    ``resolve(match)`` returns the :class:`ModelInfo` for a matching name, or raises
+    :class:`~transferkit.errors.ConfigError` when the numbers are not a valid network.
+    """
+    _PATTERNS.append((re.compile(pattern + r"\Z"), resolve))
+
+
+def _ensure_registered() -> None:
+    import transferkit.models  # noqa: F401  (importing registers every family)
+
+
+def get_model_info(name: str) -> ModelInfo:
+    """Looks up a model by name, alias or pattern.
+
+    Raises:
+        ConfigError: unknown name; the message lists the closest registered names.
+    """
+    _ensure_registered()
+    if not isinstance(name, str):
+        raise ConfigError(f"a model name must be a string, got {type(name).__name__}")
+    key = name.strip().lower()
+    key = _ALIASES.get(key, key)
+    if key in _MODELS:
+        return _MODELS[key]
+    for regex, resolve in _PATTERNS:
+        match = regex.match(key)
+        if match:
+            return resolve(match)
+    close = difflib.get_close_matches(key, list(_MODELS) + list(_ALIASES), n=5, cutoff=0.5)
+    hint = f"closest: {', '.join(close)}" if close else "run `transferkit models` to list them"
+    raise ConfigError(f"unknown model {name!r}; {hint}")
+
+
+def list_models(pattern: str = "*", pretrained: bool = False) -> list[str]:
+    """Registered model names matching a shell-style pattern, sorted.
+
+    Args:
+        pattern: e.g. ``"resnet*"``.
+        pretrained: Only names with at least one pretrained weights record.
+    """
+    _ensure_registered()
+    from transferkit.weights import pretrained_tags
+
+    names = sorted(n for n in _MODELS if fnmatch.fnmatchcase(n, pattern.lower()))
+    if pretrained:
+        names = [n for n in names if pretrained_tags(n)]
+    return names
+
+
+def aliases_of(name: str) -> list[str]:
+    """The aliases that resolve to ``name``."""
+    _ensure_registered()
+    return sorted(a for a, n in _ALIASES.items() if n == name)
+
+
+def _input_shape(info: ModelInfo, input_shape: Any, default: tuple[int, int, int]) -> tuple[int, int, int]:
+    shape = tuple(default if input_shape is None else input_shape)
+    if len(shape) == 2:
+        shape = (*shape, default[2])
+    if len(shape) != 3 or not all(isinstance(d, int) and d > 0 for d in shape):
+        raise ConfigError(
+            f"input_shape must be (height, width, channels) of positive integers, got {input_shape!r}"
+        )
+    h, w, _ = shape
+    if info.fixed_input and shape != tuple(info.input_shape):
+        raise ConfigError(
+            f"{info.name} takes only input shape {tuple(info.input_shape)}, got {shape}"
+        )
+    if min(h, w) < info.min_size:
+        raise ConfigError(
+            f"{info.name} needs images of at least {info.min_size}x{info.min_size} pixels "
+            f"(it downsamples too often for smaller ones), got {h}x{w}; use a larger image size"
+        )
+    return shape  # type: ignore[return-value]
+
+
+def create_backbone(
+    name: str,
+    weights: str | None = None,
+    input_shape: tuple[int, ...] | None = None,
+    **overrides: Any,
+) -> keras.Model:
+    """Builds a headless backbone: raw 0-255 RGB in, 4-D feature map out.
+
+    Args:
+        name: Registry name or alias (see :func:`list_models`).
+        weights: ``None`` (random init), a pretrained tag such as ``"imagenet"``, or a path to a
+            weights file (``.weights.h5``, legacy ``.h5`` or ``.keras``).
+        input_shape: ``(height, width, channels)``; the variant's default when omitted.
+        **overrides: Builder arguments that change the variant (e.g. ``alpha=0.5``).
+
+    Returns:
+        A functional ``keras.Model`` whose first layer after the input is ``preprocess``.
+    """
+    from transferkit import weights as weights_lib
+    from transferkit.layers import Preprocess
+
+    info = get_model_info(name)
+    record = weights_lib.get_record(info.name, weights) if weights_lib.is_tag(weights) else None
+    if record is not None and overrides:
+        changed = {k: v for k, v in overrides.items() if info.kwargs.get(k, object()) != v}
+        if changed:
+            raise ConfigError(
+                f"pretrained {weights!r} weights fit {info.name} as published; the overrides "
+                f"{sorted(changed)} change the architecture. Drop them or use weights=None"
+            )
+    shape = _input_shape(info, input_shape, info.input_shape)
+    if record is not None and shape[2] != 3:
+        raise ConfigError(
+            f"{info.name} {record.tag} weights take 3-channel RGB input, got {shape[2]} channels"
+        )
+    mode = record.preprocessing if record is not None else info.preprocessing
+    inputs = keras.Input(shape=shape, name="image")
+    x = Preprocess(mode, name="preprocess")(inputs)
+    features = info.builder(x, **{**info.kwargs, **overrides})
+    backbone = keras.Model(inputs, features, name=info.name)
+    if record is not None:
+        weights_lib.load_pretrained(backbone, record)
+    elif weights is not None:
+        weights_lib.load_weights_file(backbone, weights)
+    return backbone
+
+
+def create_model(
+    name: str,
+    num_classes: int | None = None,
+    weights: str | None = None,
+    input_shape: tuple[int, ...] | None = None,
+    *,
+    pooling: str | None = None,
+    hidden_units: tuple[int, ...] | None = None,
+    dropout: float | None = None,
+    activation: str = "softmax",
+    aux_outputs: bool = False,
+    **overrides: Any,
+) -> keras.Model:
+    """Builds a classifier: the named backbone under the one shared head.
+
+    Args:
+        name: Registry name or alias.
+        num_classes: Outputs of the ``predictions`` layer; 1000 (ImageNet) when omitted.
+        weights: ``None``, a pretrained tag for the backbone (``"imagenet"``), or a path to a
+            weights file of the whole classifier.
+        input_shape: ``(height, width, channels)``; the variant's default when omitted.
+        pooling: ``"avg"``, ``"max"`` or ``"flatten"``; the family's default when omitted.
+        hidden_units: Hidden Dense layers of the head (VGG/AlexNet style FC layers).
+        dropout: Dropout rate before ``predictions`` (and after each hidden layer).
+        activation: Activation of ``predictions`` (``"softmax"``, ``"sigmoid"``, ``None``).
+        aux_outputs: Add training-time auxiliary classifiers where the family has them.
+        **overrides: Builder arguments (see the family's docstring).
+    """
+    from transferkit import weights as weights_lib
+    from transferkit.head import classification_head
+
+    info = get_model_info(name)
+    if num_classes is None:
+        num_classes = info.paper_classes
+    if not isinstance(num_classes, int) or num_classes < 1:
+        raise ConfigError(f"num_classes must be a positive integer, got {num_classes!r}")
+    base_weights = weights if weights_lib.is_tag(weights) else None
+    backbone = create_backbone(info.name, base_weights, input_shape, **overrides)
+    head = {**info.head}
+    for key, value in (("pooling", pooling), ("hidden_units", hidden_units), ("dropout", dropout)):
+        if value is not None:
+            head[key] = value
+    outputs = classification_head(backbone.output, num_classes, activation=activation, **head)
+    if aux_outputs:
+        if info.aux_heads is None:
+            raise ConfigError(f"{info.name} has no auxiliary classifiers; drop aux_outputs")
+        outputs = [outputs] + [out for out, _ in info.aux_heads(backbone, num_classes)]
+    model = keras.Model(backbone.input, outputs, name=info.name)
+    if weights is not None and base_weights is None:
+        weights_lib.load_weights_file(model, weights)
+    return model
+
+
+def with_kwargs(info: ModelInfo, name: str, **kwargs: Any) -> ModelInfo:
+    """A copy of ``info`` under a new name with builder arguments added (for pattern families)."""
+    return replace(info, name=name, kwargs={**info.kwargs, **kwargs})
