@@ -56,3 +56,45 @@ class Preprocess(keras.layers.Layer):
 
     def get_config(self) -> dict[str, Any]:
         return {**super().get_config(), "mode": self.mode}
+
+
+@keras.saving.register_keras_serializable(package="transferkit")
+class LocalResponseNormalization(keras.layers.Layer):
+    """Local response normalization across channels (Krizhevsky et al. 2012, section 3.3).
+
+    ``b_i = a_i / (k + alpha * sum_{j=i-n/2}^{i+n/2} a_j^2) ** beta``, with the paper's alpha (not
+    divided by ``n`` as Caffe does). Used by AlexNet, VGG-A-LRN and GoogLeNet. No weights.
+
+    Args:
+        size: ``n``, the number of adjacent channels summed over (odd).
+        k: Additive constant.
+        alpha: Scale of the sum of squares.
+        beta: Exponent.
+    """
+
+    def __init__(
+        self, size: int = 5, k: float = 2.0, alpha: float = 1e-4, beta: float = 0.75, **kwargs: Any
+    ) -> None:
+        super().__init__(**kwargs)
+        if size < 1 or size % 2 == 0:
+            raise ConfigError(f"LRN size must be a positive odd number, got {size}")
+        self.size, self.k, self.alpha, self.beta = size, k, alpha, beta
+
+    def call(self, inputs: Any) -> Any:
+        import tensorflow as tf
+
+        return tf.nn.local_response_normalization(
+            inputs, depth_radius=self.size // 2, bias=self.k, alpha=self.alpha, beta=self.beta
+        )
+
+    def compute_output_shape(self, input_shape: Any) -> Any:
+        return input_shape
+
+    def get_config(self) -> dict[str, Any]:
+        return {
+            **super().get_config(),
+            "size": self.size,
+            "k": self.k,
+            "alpha": self.alpha,
+            "beta": self.beta,
+        }
