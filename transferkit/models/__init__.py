@@ -4,3 +4,5 @@ One module per family, each with its spec table, its one block function and its 
 """
 
 from transferkit.models import mobilenet  # noqa: F401
+from transferkit.models import efficientnet  # noqa: F401
+from transferkit.models import googlenet  # noqa: F401

@@ -1,0 +1,108 @@
+"""The core commands: ``finetune`` and ``models``."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+
+def positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a number of at least 1, got {value}")
+    return value
+
+
+def add_commands(sub: Any) -> None:
+    from transferkit.train import FinetuneConfig
+
+    d = FinetuneConfig()
+    p = sub.add_parser(
+        "finetune",
+        help="fine-tune a pretrained model on a folder of class sub-folders",
+        description=(
+            "Train a new head on a frozen pretrained base, then unfreeze the top of the base and "
+            "train on at a lower learning rate. Writes a run folder with saved_model/, "
+            "model.keras, labels.txt, metrics.json, history.csv, config.json and split.csv."
+        ),
+    )
+    p.add_argument("--base", default=d.base, help=f"model name (default {d.base}; see `transferkit models`)")
+    p.add_argument(
+        "--data",
+        default=d.data,
+        help="folder with one sub-folder of images per class, or 'sample' for the built-in "
+        "ants/bees sample (default)",
+    )
+    p.add_argument("--out", default=None, help="run folder to create (default runs/<base>-<time>)")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing --out folder")
+    p.add_argument(
+        "--weights",
+        default=d.weights,
+        help="'imagenet' (default), 'none' for random init, or a weights file",
+    )
+    p.add_argument("--image-size", type=positive_int, default=None, help="square input side in pixels")
+    p.add_argument("--batch-size", type=positive_int, default=d.batch_size)
+    p.add_argument("--epochs", type=int, default=d.epochs, help="head-only epochs (phase 1)")
+    p.add_argument(
+        "--fine-tune-epochs", type=int, default=d.fine_tune_epochs, help="epochs with the top of the base unfrozen (phase 2; 0 skips it)"
+    )
+    p.add_argument("--lr", type=float, default=d.lr, help="learning rate of phase 1")
+    p.add_argument("--fine-tune-lr", type=float, default=None, help="learning rate of phase 2 (default lr/100)")
+    p.add_argument(
+        "--unfreeze-from", default=None, help="stage or layer name where phase 2 starts training (default: last stage; 'all' for the whole base)"
+    )
+    p.add_argument("--val-split", type=float, default=d.val_split, help="validation fraction per class")
+    p.add_argument("--dropout", type=float, default=d.dropout)
+    p.add_argument("--no-augment", dest="augment", action="store_false", help="no random flip/rotation/zoom")
+    p.add_argument("--seed", type=int, default=d.seed)
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.set_defaults(func=run_finetune)
+
+    m = sub.add_parser("models", help="list registered models", description="List every registered model name with its parameter count, default input size and pretrained weights.")
+    m.add_argument("pattern", nargs="?", default="*", help="shell-style filter, e.g. 'resnet*'")
+    m.add_argument("--no-params", action="store_true", help="skip building models to count parameters (fast)")
+    m.set_defaults(func=run_models)
+
+
+def run_finetune(args: argparse.Namespace) -> int:
+    from transferkit.train import FinetuneConfig, finetune
+
+    config = FinetuneConfig(
+        base=args.base,
+        data=args.data,
+        out=args.out,
+        weights=None if str(args.weights).lower() == "none" else args.weights,
+        image_size=args.image_size,
+        batch_size=args.batch_size,
+        epochs=args.epochs,
+        fine_tune_epochs=args.fine_tune_epochs,
+        lr=args.lr,
+        fine_tune_lr=args.fine_tune_lr,
+        unfreeze_from=args.unfreeze_from,
+        val_split=args.val_split,
+        seed=args.seed,
+        dropout=args.dropout,
+        augment=args.augment,
+        overwrite=args.overwrite,
+    )
+    result = finetune(config, verbose=0 if args.quiet else 1)
+    print(f"validation accuracy: {result.val_accuracy:.4f}")
+    print(f"run folder: {result.out}")
+    return 0
+
+
+def run_models(args: argparse.Namespace) -> int:
+    import transferkit as tk
+    from transferkit.weights import pretrained_tags
+
+    names = tk.list_models(args.pattern)
+    print(f"{'name':<24} {'params':>13} {'input':>11}  pretrained")
+    for name in names:
+        info = tk.get_model_info(name)
+        params = "-" if args.no_params else f"{tk.create_model(name).count_params():,}"
+        h, w, c = info.input_shape
+        print(f"{name:<24} {params:>13} {f'{h}x{w}x{c}':>11}  {','.join(pretrained_tags(name)) or '-'}")
+    return 0
