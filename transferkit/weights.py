@@ -88,11 +88,14 @@ def get_record(model: str, tag: str) -> PretrainedWeights:
     _ensure_registered()
     record = _RECORDS.get((model, tag))
     if record is None:
-        having = sorted(name for (name, t) in _RECORDS if t == tag)
-        listed = ", ".join(having) if having else "none"
+        having: dict[str, list[str]] = {}
+        for name, t in sorted(_RECORDS):
+            having.setdefault(name, []).append(t)
+        listed = ", ".join(f"{name} ({'/'.join(tags)})" for name, tags in having.items())
         raise WeightsError(
-            f"no {tag!r} weights are published for {model}; models with {tag} weights: {listed}. "
-            "Train from scratch with weights=None or pass a weights file path"
+            f"no {tag!r} weights are published for {model}; models with published weights: "
+            f"{listed}. Train from scratch with weights=None, or pass a weights file path "
+            "(.keras, .weights.h5 or .h5)"
         )
     return record
 

@@ -25,12 +25,13 @@ STAGES = (
 )
 STEM_FILTERS = 32
 
-# Variants: width multiplier alpha -> (registry name, the paper's Table 6/7 parameter count).
+# Variants: width multiplier alpha -> (registry name, the paper's Table 6 parameter count,
+# published in millions to one decimal).
 VARIANTS = {
-    0.25: ("mobilenet_v1_025", 470_000),
-    0.50: ("mobilenet_v1_050", 1_320_000),
-    0.75: ("mobilenet_v1_075", 2_590_000),
-    1.00: ("mobilenet_v1_100", 4_240_000),
+    0.25: ("mobilenet_v1_025", 500_000),
+    0.50: ("mobilenet_v1_050", 1_300_000),
+    0.75: ("mobilenet_v1_075", 2_600_000),
+    1.00: ("mobilenet_v1_100", 4_200_000),
 }
 PAPER = "Howard et al. 2017, MobileNets, arXiv:1704.04861"
 _WEIGHTS_URL = "https://storage.googleapis.com/tensorflow/keras-applications/mobilenet/"
