@@ -7,12 +7,12 @@ order), with stage names: ``stem`` (the paper's stage 1, Conv3x3), ``stage1`` ..
 seven MBConv stages, Keras' ``block1`` ... ``block7``), ``stage8`` (the 1x1 conv to 1280 channels;
 pooling, dropout and the classifier are the shared head).
 
-Input normalisation is part of the stem, as in Keras: ``Rescaling(1/255) -> Normalization ->
-Rescaling(1/sqrt(std))``. The Normalization layer carries weights (mean, variance, count) because
+Input normalisation is part of the stem, as in Keras: ``Rescaling(1/255) -> normalisation ->
+Rescaling(1/sqrt(std))``. The normalisation layer carries weights (mean, variance, count) because
 the published files store them -- with the ImageNet *std* as "variance" (tensorflow issue 49930),
-hence the second Rescaling. Our Normalization starts from those stored values, so every model,
-pretrained or not, standardises its input with the ImageNet mean and std; the registry's
-Preprocess mode is therefore ``none``.
+hence the second Rescaling. Ours starts from those stored values, so every model, pretrained or
+not, standardises its input with the ImageNet mean and std; the registry's Preprocess mode is
+therefore ``none``.
 """
 
 from __future__ import annotations
@@ -21,7 +21,8 @@ import math
 from typing import Any
 
 import keras
-import numpy as np
+
+from keras import ops
 
 from transferkit.errors import ConfigError
 from transferkit.registry import ModelInfo, register_model
@@ -78,6 +79,70 @@ _NOTOP_HASHES = {
     "b6": "9ecce42647a20130c1f39a5d4cb75743",
     "b7": "cbcfe4450ddf6f3ad90b1b398090fe4a",
 }
+
+
+@keras.saving.register_keras_serializable(package="transferkit")
+class StemNormalization(keras.layers.Layer):
+    """Per-channel ``(x - mean) / sqrt(variance)`` whose statistics are (non-trainable) weights.
+
+    The weights are laid out as ``keras.layers.Normalization``'s (mean, variance, count), so the
+    published files load into it by order. Written by hand because Keras' Normalization caches
+    its statistics as constants when built: values assigned later (``set_weights``, copying
+    weights, ``from_config`` + ``set_weights``) never reach its output, and it cannot start from
+    given statistics while keeping them as weights. This layer reads its variables on every call.
+
+    Args:
+        mean: Initial per-channel mean.
+        variance: Initial per-channel "variance" (the published files store the std here).
+    """
+
+    def __init__(
+        self,
+        mean: tuple[float, ...] = IMAGENET_MEAN_RGB,
+        variance: tuple[float, ...] = IMAGENET_STDDEV_RGB,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.initial_mean = tuple(float(m) for m in mean)
+        self.initial_variance = tuple(float(v) for v in variance)
+
+    def build(self, input_shape: Any) -> None:
+        channels = input_shape[-1]
+        if channels != len(self.initial_mean):
+            raise ConfigError(
+                f"{self.name} normalises {len(self.initial_mean)} channels, got {channels}"
+            )
+        self.mean = self.add_weight(
+            name="mean",
+            shape=(channels,),
+            initializer=keras.initializers.Constant(self.initial_mean),
+            trainable=False,
+        )
+        self.variance = self.add_weight(
+            name="variance",
+            shape=(channels,),
+            initializer=keras.initializers.Constant(self.initial_variance),
+            trainable=False,
+        )
+        self.count = self.add_weight(
+            name="count", shape=(), dtype="int64", initializer="zeros", trainable=False
+        )
+
+    def call(self, inputs: Any) -> Any:
+        mean = ops.cast(self.mean, self.compute_dtype)
+        variance = ops.cast(self.variance, self.compute_dtype)
+        std = ops.maximum(ops.sqrt(variance), keras.config.epsilon())
+        return (inputs - mean) / std
+
+    def compute_output_shape(self, input_shape: Any) -> Any:
+        return input_shape
+
+    def get_config(self) -> dict[str, Any]:
+        return {
+            **super().get_config(),
+            "mean": list(self.initial_mean),
+            "variance": list(self.initial_variance),
+        }
 
 
 def round_filters(filters: int, width: float, divisor: int = 8) -> int:
@@ -234,11 +299,7 @@ def efficientnet(
         )
 
     x = keras.layers.Rescaling(1.0 / 255.0, name="stem_rescaling")(x)
-    norm = keras.layers.Normalization(axis=-1, name="stem_normalization")
-    x = norm(x)
-    norm.set_weights(
-        [np.array(IMAGENET_MEAN_RGB), np.array(IMAGENET_STDDEV_RGB), np.array(0, dtype="int64")]
-    )
+    x = StemNormalization(name="stem_normalization")(x)
     x = keras.layers.Rescaling(
         [1.0 / math.sqrt(s) for s in IMAGENET_STDDEV_RGB], name="stem_rescaling_std"
     )(x)

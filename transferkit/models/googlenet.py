@@ -37,7 +37,10 @@ class Inception(NamedTuple):
 
 # Table 1: stage -> inception modules (3a, 3b | 4a..4e | 5a, 5b).
 STAGES = (
-    ("stage3", (Inception(64, 96, 128, 16, 32, 32, 159), Inception(128, 128, 192, 32, 96, 64, 380))),
+    (
+        "stage3",
+        (Inception(64, 96, 128, 16, 32, 32, 159), Inception(128, 128, 192, 32, 96, 64, 380)),
+    ),
     (
         "stage4",
         (
@@ -48,7 +51,10 @@ STAGES = (
             Inception(256, 160, 320, 32, 128, 128, 840),
         ),
     ),
-    ("stage5", (Inception(256, 160, 320, 32, 128, 128, 1072), Inception(384, 192, 384, 48, 128, 128, 1388))),
+    (
+        "stage5",
+        (Inception(256, 160, 320, 32, 128, 128, 1072), Inception(384, 192, 384, 48, 128, 128, 1388)),
+    ),
 )
 # Stem of Table 1: conv name -> (filters, kernel, stride, the paper's "params" in K). conv2 is
 # the "#3x3 reduce" of the conv 3x3 row, whose 112K covers both.
@@ -183,7 +189,7 @@ def strip_aux(model: keras.Model) -> keras.Model:
     Returns:
         A model from the same input to the ``predictions`` layer's output.
     """
-    return keras.Model(model.inputs, model.get_layer("predictions").output, name=model.name)
+    return keras.Model(model.input, model.get_layer("predictions").output, name=model.name)
 
 
 register_model(
