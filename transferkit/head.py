@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import keras
@@ -26,10 +26,12 @@ def classification_head(
     hidden_units: Sequence[int] = (),
     dropout: float = 0.0,
     activation: str | None = "softmax",
+    hidden_activation: str | Callable[[Any], Any] = "relu",
+    output: Callable[[Any, int, str | None], Any] | None = None,
 ) -> Any:
     """Pools a 4-D feature map and classifies it.
 
-    ``pool -> [Dense(relu) -> Dropout] * len(hidden_units) -> Dropout -> predictions``; the
+    ``pool -> [Dense -> Dropout] * len(hidden_units) -> Dropout -> predictions``; the
     dropout before ``predictions`` is there only without hidden layers, as in MobileNet, and
     after each hidden layer as in VGG/AlexNet. ``predictions`` computes in float32 so mixed
     precision keeps a float32 softmax.
@@ -41,6 +43,11 @@ def classification_head(
         hidden_units: Widths of hidden fully connected layers.
         dropout: Dropout rate; 0 adds no Dropout layer.
         activation: Activation of ``predictions``.
+        hidden_activation: Activation of the hidden layers (a name or a registered function,
+            e.g. LeNet-5's scaled tanh).
+        output: ``None`` for a Dense ``predictions`` layer, or ``output(x, num_classes,
+            activation)`` returning the output of a float32 layer it names ``predictions``
+            (LeNet-5's fixed RBF units).
 
     Returns:
         The output tensor of the layer named ``predictions``.
@@ -56,11 +63,13 @@ def classification_head(
     else:
         x = keras.layers.Flatten(name="head_flatten")(features)
     for i, units in enumerate(hidden_units, start=1):
-        x = keras.layers.Dense(units, activation="relu", name=f"head_fc{i}")(x)
+        x = keras.layers.Dense(units, activation=hidden_activation, name=f"head_fc{i}")(x)
         if dropout:
             x = keras.layers.Dropout(dropout, name=f"head_fc{i}_dropout")(x)
     if dropout and not hidden_units:
         x = keras.layers.Dropout(dropout, name="head_dropout")(x)
+    if output is not None:
+        return output(x, num_classes, activation)
     return keras.layers.Dense(
         num_classes, activation=activation, dtype="float32", name="predictions"
     )(x)
