@@ -2,45 +2,45 @@
 
 Faithful, parametric builders for the classic CNNs behind one registry and one shared head,
 and the two modes of transfer learning (use as-is, fine-tune) from the command line or Python.
-
-Public names load lazily, so ``transferkit --help`` answers without importing TensorFlow.
+Importing transferkit registers every model and custom layer, so ``keras.saving.load_model``
+reads transferkit's ``.keras`` files after ``import transferkit``.
 """
 
-from __future__ import annotations
+import os
 
-import importlib
-from typing import Any
+# TensorFlow's C++ info logs drown the progress bars; a user's own setting wins.
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+from transferkit.errors import ConfigError, DataError, TransferkitError, WeightsError  # noqa: E402
+from transferkit.head import classification_head  # noqa: E402
+from transferkit.registry import (  # noqa: E402
+    ModelInfo,
+    create_backbone,
+    create_model,
+    get_model_info,
+    list_models,
+)
+from transferkit import layers as _layers  # noqa: E402,F401  (registers custom layers)
+from transferkit import models as _models  # noqa: E402,F401  (registers every family)
+from transferkit.transfer import freeze  # noqa: E402
+from transferkit.train import FinetuneConfig, finetune  # noqa: E402
+from transferkit.data import load_data  # noqa: E402
 
 __version__ = "0.1.0"
 
-_EXPORTS = {
-    "ConfigError": "transferkit.errors",
-    "DataError": "transferkit.errors",
-    "TransferkitError": "transferkit.errors",
-    "WeightsError": "transferkit.errors",
-    "classification_head": "transferkit.head",
-    "ModelInfo": "transferkit.registry",
-    "create_backbone": "transferkit.registry",
-    "create_model": "transferkit.registry",
-    "get_model_info": "transferkit.registry",
-    "list_models": "transferkit.registry",
-    "freeze": "transferkit.transfer",
-    "FinetuneConfig": "transferkit.train",
-    "finetune": "transferkit.train",
-    "load_data": "transferkit.data",
-}
-
-__all__ = sorted(_EXPORTS)
-
-
-def __getattr__(name: str) -> Any:
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module 'transferkit' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(list(globals()) + list(_EXPORTS))
+__all__ = [
+    "ConfigError",
+    "DataError",
+    "FinetuneConfig",
+    "ModelInfo",
+    "TransferkitError",
+    "WeightsError",
+    "classification_head",
+    "create_backbone",
+    "create_model",
+    "finetune",
+    "freeze",
+    "get_model_info",
+    "list_models",
+    "load_data",
+]

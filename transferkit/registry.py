@@ -36,7 +36,9 @@ class ModelInfo:
         min_size: Smallest height/width the network can downsample.
         preprocessing: :class:`~transferkit.layers.Preprocess` mode used when no pretrained
             weights dictate one.
-        head: Defaults of the shared head (``pooling``, ``hidden_units``, ``dropout``).
+        head: Defaults of the shared head (``pooling``, ``hidden_units``, ``dropout``), or a
+            function of the builder arguments returning them, for options that change the head
+            too (LeNet's ``faithful``).
         stages: Stage names in order (layer names start with them); freezing by stage uses these.
         paper_params: Parameter count the paper reports for the full classifier, if any.
         paper_classes: Number of classes of the classifier the paper counted.
@@ -54,7 +56,9 @@ class ModelInfo:
     input_shape: tuple[int, int, int] = (224, 224, 3)
     min_size: int = 32
     preprocessing: str = "tf"
-    head: Mapping[str, Any] = field(default_factory=lambda: {"pooling": "avg"})
+    head: Mapping[str, Any] | Callable[[Mapping[str, Any]], Mapping[str, Any]] = field(
+        default_factory=lambda: {"pooling": "avg"}
+    )
     stages: tuple[str, ...] = ()
     paper_params: int | None = None
     paper_classes: int = 1000
@@ -243,7 +247,7 @@ def create_model(
         raise ConfigError(f"num_classes must be a positive integer, got {num_classes!r}")
     base_weights = weights if weights_lib.is_tag(weights) else None
     backbone = create_backbone(info.name, base_weights, input_shape, **overrides)
-    head = {**info.head}
+    head = dict(info.head({**info.kwargs, **overrides}) if callable(info.head) else info.head)
     for key, value in (("pooling", pooling), ("hidden_units", hidden_units), ("dropout", dropout)):
         if value is not None:
             head[key] = value

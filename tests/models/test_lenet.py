@@ -183,6 +183,16 @@ def test_layer_names_and_kinds() -> None:
     assert tk.get_model_info("lenet").name == "lenet5"
 
 
+def test_faithful_flag_gives_the_paper_head_too() -> None:
+    flagged = tk.create_model("lenet5", faithful=True)
+    named = tk.create_model("lenet5_faithful")
+    assert isinstance(flagged.get_layer("predictions"), lenet.EuclideanRBF)
+    assert [type(l) for l in flagged.layers] == [type(l) for l in named.layers]
+    assert flagged.count_params() == named.count_params()
+    trainable = sum(int(np.prod(w.shape)) for w in flagged.trainable_weights)
+    assert trainable == 60_000
+
+
 def test_modern_form_takes_other_sizes() -> None:
     model = tk.create_model("lenet5", num_classes=3, input_shape=(48, 48, 3))
     assert model.get_layer("stage3_c5").output.shape[1:] == (5, 5, 120)

@@ -308,6 +308,15 @@ def lenet5(x: Any, faithful: bool = False) -> Any:
     return x
 
 
+MODERN_HEAD = {"pooling": "flatten", "hidden_units": (F6_UNITS,)}
+FAITHFUL_HEAD = {**MODERN_HEAD, "hidden_activation": scaled_tanh, "output": rbf_output}
+
+
+def lenet_head(kwargs: Any) -> dict[str, Any]:
+    """``faithful=True`` changes the head too: scaled-tanh F6 and fixed RBF output units."""
+    return FAITHFUL_HEAD if kwargs.get("faithful") else MODERN_HEAD
+
+
 _COMMON = dict(
     family="lenet",
     builder=lenet5,
@@ -323,7 +332,7 @@ register_model(
     ModelInfo(
         name="lenet5",
         kwargs={"faithful": False},
-        head={"pooling": "flatten", "hidden_units": (F6_UNITS,)},
+        head=lenet_head,
         **_COMMON,
     ),
     aliases=("lenet",),
@@ -332,12 +341,7 @@ register_model(
     ModelInfo(
         name="lenet5_faithful",
         kwargs={"faithful": True},
-        head={
-            "pooling": "flatten",
-            "hidden_units": (F6_UNITS,),
-            "hidden_activation": scaled_tanh,
-            "output": rbf_output,
-        },
+        head=lenet_head,
         fixed_input=True,
         **_COMMON,
     )
