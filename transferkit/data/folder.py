@@ -1,4 +1,8 @@
-"""Index a folder of class sub-folders into (path, label) records, checked before any training."""
+"""Index a folder dataset into (path, label) records, checked before any image is decoded.
+
+Two layouts: ``root/<class>/<image>``, and ``root/{train,val|validation,test}/<class>/<image>``
+(splits given by the user, detected and used as given).
+"""
 
 from __future__ import annotations
 
@@ -6,21 +10,27 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from transferkit.data.probe import UNSUPPORTED_EXTENSIONS
 from transferkit.errors import DataError
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp")
+# Folder names of a pre-split dataset and the split each one is.
+SPLIT_FOLDERS = {"train": "train", "val": "val", "validation": "val", "test": "test"}
 
 
 @dataclass(frozen=True)
 class FolderIndex:
-    """Image files of a class-folder dataset.
+    """Image files of a dataset, whatever its source (folder or CSV).
 
     Attributes:
-        root: The dataset folder.
-        class_names: Sub-folder names, sorted: the label of ``class_names[i]`` is ``i``.
+        root: The dataset folder (the CSV's folder for a CSV).
+        class_names: Sorted class names: the label of ``class_names[i]`` is ``i``.
         files: Absolute paths, grouped by class, sorted within each class.
         labels: Label of each file.
         skipped: Files left out (not an image by extension, or empty), as ``(path, reason)``.
+        splits: The split of each file when the source gives it (``train``/``val``/``test``),
+            else empty.
+        sizes: Bytes of each file (from the directory listing; used to find duplicates cheaply).
     """
 
     root: Path
@@ -28,10 +38,22 @@ class FolderIndex:
     files: tuple[str, ...]
     labels: tuple[int, ...]
     skipped: tuple[tuple[str, str], ...] = ()
+    splits: tuple[str, ...] = ()
+    sizes: tuple[int, ...] = ()
 
 
 def is_image_name(name: str) -> bool:
     return name.lower().endswith(IMAGE_EXTENSIONS)
+
+
+def extension_problem(name: str) -> str | None:
+    """Why a file name is not used as an image, or None when its extension is one we decode."""
+    if is_image_name(name):
+        return None
+    fmt = UNSUPPORTED_EXTENSIONS.get(os.path.splitext(name)[1].lower())
+    if fmt:
+        return f"unsupported format ({fmt}); convert it to JPEG or PNG"
+    return "not an image file extension"
 
 
 def check_data_dir(path: str | os.PathLike[str]) -> Path:
@@ -43,13 +65,52 @@ def check_data_dir(path: str | os.PathLike[str]) -> Path:
         )
     if not root.is_dir():
         raise DataError(
-            f"data path {str(root)!r} is a file, not a folder; pass a folder with one sub-folder of images per class"
+            f"data path {str(root)!r} is a file, not a folder or a .csv; pass a folder with one "
+            "sub-folder of images per class, a CSV of path,label rows, or tfds:NAME"
         )
     return root
 
 
+def _subdirs(path: str | os.PathLike[str]) -> list[os.DirEntry[str]]:
+    return sorted(
+        (e for e in os.scandir(path) if e.is_dir() and not e.name.startswith(".")),
+        key=lambda e: e.name,
+    )
+
+
+def _list_class(path: str) -> tuple[list[str], list[int], list[tuple[str, str]]]:
+    """Images (sorted) and their sizes in one class folder, and the files left out."""
+    images: list[tuple[str, int]] = []
+    skipped: list[tuple[str, str]] = []
+    for f in os.scandir(path):
+        if f.name.startswith(".") or not f.is_file():
+            continue
+        problem = extension_problem(f.name)
+        size = f.stat().st_size if problem is None else 0
+        if problem is None and size == 0:
+            problem = "empty file (0 bytes)"
+        if problem:
+            skipped.append((os.path.abspath(f.path), problem))
+        else:
+            images.append((os.path.abspath(f.path), size))
+    images.sort()
+    return [p for p, _ in images], [s for _, s in images], skipped
+
+
+def split_layout(root: Path) -> dict[str, Path] | None:
+    """``{split: folder}`` when ``root`` holds ``train/`` and ``val/``, ``validation/`` or ``test/``."""
+    names = {e.name: Path(e.path) for e in _subdirs(root)}
+    found = {SPLIT_FOLDERS[n]: p for n, p in names.items() if n in SPLIT_FOLDERS}
+    if "train" in found and len(found) >= 2 and set(names) <= set(SPLIT_FOLDERS):
+        if "val" in names and "validation" in names:
+            raise DataError(f"{root} has both val/ and validation/; keep one of them")
+        return found
+    return None
+
+
 def index_folder(path: str | os.PathLike[str]) -> FolderIndex:
-    """Lists a class-folder dataset: ``root/<class>/<image>``.
+    """Lists a folder dataset, either ``root/<class>/<image>`` or pre-split
+    ``root/{train,val,test}/<class>/<image>``.
 
     Uses ``os.scandir`` only (no image is opened), so it is fast on large folders.
 
@@ -57,42 +118,47 @@ def index_folder(path: str | os.PathLike[str]) -> FolderIndex:
         DataError: missing folder, a file, fewer than two classes, or a class with no images.
     """
     root = check_data_dir(path)
-    class_dirs = sorted(
-        (e for e in os.scandir(root) if e.is_dir() and not e.name.startswith(".")),
-        key=lambda e: e.name,
-    )
-    if len(class_dirs) < 2:
-        found = ", ".join(e.name for e in class_dirs) or "none"
+    layout = split_layout(root)
+    parts = layout or {"": root}
+    class_names = sorted({e.name for folder in parts.values() for e in _subdirs(folder)})
+    if layout and (extra := sorted({e.name for f in parts.values() for e in _subdirs(f)} - {e.name for e in _subdirs(layout["train"])})):
         raise DataError(
-            f"{root} needs at least 2 class sub-folders of images, found {len(class_dirs)} ({found}); "
-            "put each class's images in its own sub-folder"
+            f"classes {', '.join(extra)} have images in {root} but none in its train/ folder; "
+            "add training images for them or remove them"
+        )
+    if len(class_names) < 2:
+        where = layout["train"] if layout else root
+        raise DataError(
+            f"{where} needs at least 2 class sub-folders of images, found {len(class_names)} "
+            f"({', '.join(class_names) or 'none'}); put each class's images in its own sub-folder"
         )
     files: list[str] = []
     labels: list[int] = []
+    sizes: list[int] = []
+    splits: list[str] = []
     skipped: list[tuple[str, str]] = []
-    for label, entry in enumerate(class_dirs):
-        images: list[str] = []
-        for f in os.scandir(entry.path):
-            if not f.is_file() or f.name.startswith("."):
+    for split, folder in parts.items():
+        for label, name in enumerate(class_names):
+            class_dir = folder / name
+            if not class_dir.is_dir():
                 continue
-            if not is_image_name(f.name):
-                skipped.append((f.path, "not an image file extension"))
-            elif f.stat().st_size == 0:
-                skipped.append((f.path, "empty file"))
-            else:
-                images.append(os.path.abspath(f.path))
-        if not images:
-            raise DataError(
-                f"class folder {entry.path!r} has no images ({', '.join(IMAGE_EXTENSIONS)}); "
-                "add images to it or remove it"
-            )
-        images.sort()
-        files.extend(images)
-        labels.extend([label] * len(images))
+            images, image_sizes, left_out = _list_class(str(class_dir))
+            skipped += left_out
+            if not images and split in ("", "train"):
+                raise DataError(
+                    f"class folder {str(class_dir)!r} has no images ({', '.join(IMAGE_EXTENSIONS)}); "
+                    "add images to it or remove it"
+                )
+            files += images
+            sizes += image_sizes
+            labels += [label] * len(images)
+            splits += [split] * len(images)
     return FolderIndex(
         root=root,
-        class_names=tuple(e.name for e in class_dirs),
+        class_names=tuple(class_names),
         files=tuple(files),
         labels=tuple(labels),
         skipped=tuple(skipped),
+        splits=tuple(splits) if layout else (),
+        sizes=tuple(sizes),
     )

@@ -1,42 +1,340 @@
-"""tf.data pipelines from (path, label) lists: parallel decode, resize, cache, shuffle, batch, prefetch."""
+"""tf.data pipelines: decode at reduced size, EXIF orientation, resize, cache, shuffle, batch,
+augment, prefetch.
+
+The decode is the hot path. Big JPEGs are decoded with DCT scaling (``ratio`` 2, 4 or 8: the
+decoder skips most of the work) to the smallest size that still covers the target; the decoded,
+resized uint8 images are cached (in memory, or on disk for datasets larger than memory) so every
+epoch after the first costs only shuffling and batching, and the model is the bottleneck.
+"""
 
 from __future__ import annotations
 
+import functools
+import os
+from collections import defaultdict
 from collections.abc import Sequence
 from typing import Any
 
 import keras
 import tensorflow as tf
 
+from transferkit.errors import ConfigError
+
 AUTOTUNE = tf.data.AUTOTUNE
+_RATIOS = (1, 2, 4, 8)
+# What `--augment` accepts: name -> (default strength, layer factory).
+AUGMENTATIONS = {
+    "flip": ("horizontal", lambda v, s, size: keras.layers.RandomFlip(v, seed=s)),
+    "rotation": (0.05, lambda v, s, size: keras.layers.RandomRotation(float(v), seed=s)),
+    "zoom": (0.1, lambda v, s, size: keras.layers.RandomZoom(float(v), seed=s)),
+    "translation": (0.1, lambda v, s, size: keras.layers.RandomTranslation(float(v), float(v), seed=s)),
+    "crop": (0.875, lambda v, s, size: _random_crop(float(v), s, size)),
+    "contrast": (0.2, lambda v, s, size: keras.layers.RandomContrast(float(v), seed=s)),
+    "brightness": (0.2, lambda v, s, size: keras.layers.RandomBrightness(float(v), seed=s)),
+}
+DEFAULT_AUGMENT = "flip,rotation,zoom"
 
 
-def decode_and_resize(path: tf.Tensor, image_size: int) -> tf.Tensor:
-    """Reads an image file as ``image_size x image_size x 3`` uint8 RGB.
+def _random_crop(fraction: float, seed: int, size: int | None) -> keras.Sequential:
+    if size is None or not 0.0 < fraction <= 1.0:
+        raise ConfigError(f"crop takes a fraction of the image side in (0, 1], got {fraction}")
+    side = max(1, int(round(size * fraction)))
+    return keras.Sequential(
+        [keras.layers.RandomCrop(side, side, seed=seed), keras.layers.Resizing(size, size)], name="crop"
+    )
 
-    Grayscale and alpha become RGB; a GIF gives its first frame. The largest centred region with
-    the target's aspect ratio is kept (no distortion), then resized with antialiasing.
+
+def parse_augment(spec: str | None) -> list[tuple[str, Any]]:
+    """``"flip,rotation=0.1,crop=0.8"`` as ``[(name, value), ...]``; ``"none"`` or "" as ``[]``.
+
+    Raises:
+        ConfigError: an unknown augmentation or a value that is not a number.
     """
-    image = tf.io.decode_image(tf.io.read_file(path), channels=3, expand_animations=False)
-    image.set_shape([None, None, 3])
-    shape = tf.shape(image)
-    h, w = shape[0], shape[1]
-    side = tf.minimum(h, w)
-    image = tf.image.crop_to_bounding_box(image, (h - side) // 2, (w - side) // 2, side, side)
-    image = tf.image.resize(image, (image_size, image_size), antialias=True)
-    return tf.cast(tf.clip_by_value(tf.round(image), 0.0, 255.0), tf.uint8)
+    if spec is None or spec.strip().lower() in ("", "none", "off"):
+        return []
+    out: list[tuple[str, Any]] = []
+    for item in spec.split(","):
+        name, _, value = item.strip().partition("=")
+        name = name.strip().lower()
+        if name not in AUGMENTATIONS:
+            raise ConfigError(
+                f"unknown augmentation {name!r}; choose from {', '.join(AUGMENTATIONS)} (e.g. 'flip,rotation=0.1') or 'none'"
+            )
+        default = AUGMENTATIONS[name][0]
+        if value and not isinstance(default, str):
+            try:
+                out.append((name, float(value)))
+            except ValueError:
+                raise ConfigError(f"augmentation {name} takes a number, got {value!r}") from None
+        else:
+            out.append((name, value or default))
+    return out
+
+
+def build_augmentation(spec: str | None, seed: int = 0, image_size: int | None = None) -> keras.Sequential | None:
+    """Keras preprocessing layers for ``spec`` (see :func:`parse_augment`); None when empty."""
+    items = parse_augment(spec)
+    if not items:
+        return None
+    return keras.Sequential(
+        [AUGMENTATIONS[name][1](value, seed + i, image_size) for i, (name, value) in enumerate(items)],
+        name="augmentation",
+    )
 
 
 def default_augmentation(seed: int = 0) -> keras.Sequential:
     """Flip, small rotation and zoom: label-preserving for most photo datasets."""
-    return keras.Sequential(
-        [
-            keras.layers.RandomFlip("horizontal", seed=seed),
-            keras.layers.RandomRotation(0.05, seed=seed),
-            keras.layers.RandomZoom(0.1, seed=seed),
-        ],
-        name="augmentation",
+    return build_augmentation(DEFAULT_AUGMENT, seed)  # type: ignore[return-value]
+
+
+# EXIF orientation (index) -> (transpose, reverse rows, reverse columns), applied in that order.
+# Plain tensor ops rather than tf.switch_case: a functional branch per image costs more than the
+# whole flip.
+_ORIENTATION_OPS = (
+    (0, 0, 0), (0, 0, 0), (0, 0, 1), (0, 1, 1), (0, 1, 0), (1, 0, 0), (1, 0, 1), (1, 1, 1), (1, 1, 0)
+)
+
+
+def apply_orientation(image: tf.Tensor, orientation: tf.Tensor | int) -> tf.Tensor:
+    """Applies an EXIF orientation (1-8; 0 or 1: as stored) so the image is upright."""
+    if isinstance(orientation, int):
+        transpose, rows, cols = _ORIENTATION_OPS[min(max(orientation, 0), 8)]
+        image = tf.image.transpose(image) if transpose else image
+        axes = [a for a, flag in ((0, rows), (1, cols)) if flag]
+        return tf.reverse(image, axes) if axes else image
+    ops = tf.gather(tf.constant(_ORIENTATION_OPS, tf.int32), tf.clip_by_value(tf.cast(orientation, tf.int32), 0, 8))
+    perm = tf.where(ops[0] > 0, tf.constant([1, 0, 2]), tf.constant([0, 1, 2]))
+    image = tf.transpose(image, perm)
+    axes = tf.boolean_mask(tf.constant([0, 1]), ops[1:] > 0)
+    return tf.reverse(image, axes)
+
+
+def jpeg_ratio(width: int, height: int, image_size: int) -> int:
+    """The largest DCT scale-down (1, 2, 4, 8) whose short side still covers ``image_size``."""
+    short = min(width, height)
+    return max((r for r in _RATIOS if -(-short // r) >= image_size), default=1) if short else 1
+
+
+def _decode_jpeg(data: tf.Tensor, image_size: int, ratio: int | None = None) -> tf.Tensor:
+    """Decodes at the largest DCT scale-down whose short side still covers ``image_size``."""
+    if ratio is not None:
+        return tf.io.decode_jpeg(data, channels=3, ratio=ratio, dct_method="INTEGER_FAST")
+    shape = tf.image.extract_jpeg_shape(data)
+    short = tf.minimum(shape[0], shape[1])
+    ratios = tf.constant(_RATIOS[1:])
+    index = tf.reduce_sum(tf.cast((short + ratios - 1) // ratios >= image_size, tf.int32))
+    return tf.switch_case(
+        index,
+        [lambda r=r: tf.io.decode_jpeg(data, channels=3, ratio=r, dct_method="INTEGER_FAST") for r in _RATIOS],
     )
+
+
+def _over_white(rgba: tf.Tensor) -> tf.Tensor:
+    """Composites RGBA onto white (transparent backgrounds are usually meant as paper, not black)."""
+    rgb = tf.cast(rgba[..., :3], tf.float32)
+    alpha = tf.cast(rgba[..., 3:], tf.float32) / 255.0
+    return tf.cast(tf.round(rgb * alpha + 255.0 * (1.0 - alpha)), tf.uint8)
+
+
+def _decode_any(data: tf.Tensor) -> tf.Tensor:
+    return tf.io.decode_image(data, channels=3, expand_animations=False)
+
+
+def decode_bytes(
+    data: tf.Tensor, format_code: tf.Tensor | int, image_size: int, ratio: int | None = None
+) -> tf.Tensor:
+    """Decodes encoded image bytes as ``H x W x 3`` uint8 RGB.
+
+    ``format_code`` is :data:`transferkit.data.probe.FORMAT_CODES` (0: sniff). Grayscale, CMYK
+    and 16-bit become 8-bit RGB; alpha is composited onto white; a GIF gives its first frame.
+    A Python int ``format_code`` (and JPEG ``ratio``) builds only the one decoder needed: no
+    per-image branching, which costs as much as a small decode.
+    """
+
+    def jpeg() -> tf.Tensor:
+        return _decode_jpeg(data, image_size, ratio)
+
+    def sniff() -> tf.Tensor:
+        return tf.cond(tf.io.is_jpeg(data), jpeg, lambda: _decode_any(data))
+
+    def with_alpha() -> tf.Tensor:  # PNG and BMP
+        return _over_white(tf.io.decode_image(data, channels=4, expand_animations=False))
+
+    def webp() -> tf.Tensor:  # first frame; 3 or 4 channels as stored: pad an opaque alpha
+        image = tf.io.decode_webp(data)[0]
+        opaque = tf.fill(tf.concat([tf.shape(image)[:2], [1]], 0), tf.constant(255, tf.uint8))
+        return _over_white(tf.concat([image, opaque], -1)[..., :4])
+
+    # Codes: 0 sniff, 1 jpeg, 2 png, 3 gif, 4 bmp, 5 webp (probe.FORMAT_CODES).
+    branches = [sniff, jpeg, with_alpha, lambda: _decode_any(data), with_alpha, webp]
+    if isinstance(format_code, int):
+        image = branches[format_code if 0 <= format_code < len(branches) else 0]()
+    else:
+        image = tf.switch_case(tf.cast(format_code, tf.int32), branches)
+    image.set_shape([None, None, 3])
+    return image
+
+
+def square_resize(image: tf.Tensor, image_size: int, antialias: bool | None = None) -> tf.Tensor:
+    """Keeps the largest centred square (no distortion), resized, as uint8.
+
+    ``antialias`` None antialiases reductions of more than 2x (decided per image).
+    """
+    shape = tf.shape(image)
+    h, w = shape[0], shape[1]
+    side = tf.minimum(h, w)
+    image = tf.image.crop_to_bounding_box(image, (h - side) // 2, (w - side) // 2, side, side)
+    # Antialiasing only pays for itself on big reductions; a reduced-size JPEG decode leaves
+    # less than 2x to go, where bilinear is as good and half the cost.
+    if antialias is not None:
+        image = tf.image.resize(image, (image_size, image_size), antialias=antialias)
+        return tf.cast(tf.clip_by_value(tf.round(image), 0.0, 255.0), tf.uint8)
+    image = tf.cond(
+        side > 2 * image_size,
+        lambda: tf.image.resize(image, (image_size, image_size), antialias=True),
+        lambda: tf.image.resize(image, (image_size, image_size)),
+    )
+    return tf.cast(tf.clip_by_value(tf.round(image), 0.0, 255.0), tf.uint8)
+
+
+def load_image(
+    path: tf.Tensor,
+    image_size: int,
+    format_code: tf.Tensor | int = 0,
+    orientation: tf.Tensor | int = 1,
+    ratio: int | None = None,
+) -> tf.Tensor:
+    """Reads an image file as an upright ``image_size x image_size x 3`` uint8 RGB square.
+
+    Python ints for ``format_code``, ``orientation`` and ``ratio`` (known from the probe) give
+    a branch-free graph; tensors decide per image.
+    """
+    antialias = None
+    if isinstance(format_code, int) and format_code == 1 and ratio is not None:
+        antialias = ratio == _RATIOS[-1]  # below the largest ratio, less than 2x is left
+    image = decode_bytes(tf.io.read_file(path), format_code, image_size, ratio)
+    image = square_resize(image, image_size, antialias)
+    # Orientation after the square crop and resize: flips and quarter turns commute with both.
+    image = apply_orientation(image, orientation)
+    image.set_shape([image_size, image_size, 3])
+    return image
+
+
+def decode_and_resize(path: tf.Tensor, image_size: int) -> tf.Tensor:
+    """Reads an image file as ``image_size x image_size x 3`` uint8 RGB (format sniffed, no EXIF)."""
+    return load_image(path, image_size)
+
+
+def decoded_dataset(
+    files: Sequence[str],
+    labels: Sequence[int],
+    image_size: int,
+    formats: Sequence[int] | None = None,
+    orientations: Sequence[int] | None = None,
+    cache: str | None = "memory",
+    ratios: Sequence[int] | None = None,
+) -> tf.data.Dataset:
+    """Unbatched ``(index, uint8 image, int32 label)``, decoded in parallel.
+
+    Files are grouped by (format, JPEG ratio, orientation) and each group gets its own
+    branch-free decoder; groups follow each other (training shuffles anyway). A file that fails
+    to decode is dropped (never stops an epoch); its index is missing from the output, which is
+    how :func:`fill_cache` finds it. ``cache`` is ``"memory"``, a file prefix for an on-disk
+    cache, or None.
+    """
+    n = len(files)
+    formats = list(formats) if formats is not None else [0] * n
+    orientations = list(orientations) if orientations is not None else [1] * n
+    groups: dict[tuple[int, int | None, int], list[int]] = defaultdict(list)
+    for i in range(n):
+        ratio = ratios[i] if ratios is not None and formats[i] == 1 else None
+        groups[(formats[i], ratio, orientations[i])].append(i)
+    parts = []
+    for (fmt, ratio, orientation), rows in sorted(groups.items(), key=lambda kv: kv[1][0]):
+        part = tf.data.Dataset.from_tensor_slices(
+            (
+                tf.constant(rows, tf.int32),
+                tf.constant([files[i] for i in rows], tf.string),
+                tf.constant([labels[i] for i in rows], tf.int32),
+            )
+        )
+        parts.append(
+            part.map(
+                lambda i, p, y, f=fmt, r=ratio, o=orientation: (i, load_image(p, image_size, f, o, r), y),
+                num_parallel_calls=AUTOTUNE,
+                deterministic=True,
+            )
+        )
+    if not parts:
+        parts.append(
+            tf.data.Dataset.from_tensor_slices(
+                (tf.zeros([0], tf.int32), tf.zeros([0, image_size, image_size, 3], tf.uint8), tf.zeros([0], tf.int32))
+            )
+        )
+    ds = functools.reduce(lambda a, b: a.concatenate(b), parts).ignore_errors()
+    return _cached(ds, cache)
+
+
+def decoded_tensor_dataset(images: tf.data.Dataset, image_size: int, cache: str | None = "memory") -> tf.data.Dataset:
+    """Like :func:`decoded_dataset` for ``(image tensor, label)`` elements (tensorflow-datasets)."""
+    ds = images.enumerate().map(
+        lambda i, xy: (tf.cast(i, tf.int32), _square_from_tensor(xy[0], image_size), tf.cast(xy[1], tf.int32)),
+        num_parallel_calls=AUTOTUNE,
+        deterministic=True,
+    ).ignore_errors()
+    return _cached(ds, cache)
+
+
+def _square_from_tensor(image: tf.Tensor, image_size: int) -> tf.Tensor:
+    image = tf.convert_to_tensor(image)
+    if image.shape.rank == 3 and image.shape[-1] == 1:
+        image = tf.image.grayscale_to_rgb(image)
+    image = square_resize(tf.cast(image, tf.float32), image_size)
+    image.set_shape([image_size, image_size, 3])
+    return image
+
+
+def _cached(ds: tf.data.Dataset, cache: str | None) -> tf.data.Dataset:
+    if cache == "memory":
+        return ds.cache()
+    if cache:
+        os.makedirs(os.path.dirname(cache) or ".", exist_ok=True)
+        return ds.cache(cache)
+    return ds
+
+
+def fill_cache(ds: tf.data.Dataset) -> tuple[list[int], list[int]]:
+    """One full pass over a :func:`decoded_dataset`, filling its cache: the indices that decoded
+    and their labels."""
+    done: list[int] = []
+    labels: list[int] = []
+    for i, y in ds.map(lambda i, x, y: (i, y)).batch(1024).prefetch(2):
+        done.extend(i.numpy().tolist())
+        labels.extend(y.numpy().tolist())
+    return done, labels
+
+
+def batched(
+    decoded: tf.data.Dataset,
+    batch_size: int,
+    training: bool,
+    seed: int = 0,
+    augmentation: Any = None,
+    shuffle_buffer: int = 1024,
+) -> tf.data.Dataset:
+    """Batches of ``(float32 0-255 images, int32 labels)`` from a :func:`decoded_dataset`.
+
+    Training data is reshuffled every epoch (seeded) and augmented after the cache; validation
+    and test data never.
+    """
+    ds = decoded.map(lambda i, x, y: (x, y))
+    if training:
+        ds = ds.shuffle(max(shuffle_buffer, 1), seed=seed, reshuffle_each_iteration=True)
+    ds = ds.batch(batch_size)
+    ds = ds.map(lambda x, y: (tf.cast(x, tf.float32), y), num_parallel_calls=AUTOTUNE)
+    if training and augmentation is not None:
+        ds = ds.map(lambda x, y: (augmentation(x, training=True), y), num_parallel_calls=AUTOTUNE)
+    return ds.prefetch(AUTOTUNE)
 
 
 def make_dataset(
@@ -47,28 +345,15 @@ def make_dataset(
     training: bool,
     seed: int = 0,
     augmentation: Any = None,
+    formats: Sequence[int] | None = None,
+    orientations: Sequence[int] | None = None,
+    cache: str | None = "memory",
+    ratios: Sequence[int] | None = None,
 ) -> tf.data.Dataset:
-    """Batches of ``(float32 0-255 images, int32 labels)``.
+    """Batches of ``(float32 0-255 images, int32 labels)`` straight from files (no pre-pass).
 
-    Decoded, resized images are cached in memory as uint8 after the first pass; training data
-    is reshuffled every epoch (seeded) and augmented after the cache, validation data never.
-    Files that fail to decode are dropped rather than stopping the run.
+    Decoded, resized images are cached after the first pass; files that fail to decode are
+    dropped rather than stopping the run.
     """
-    ds = tf.data.Dataset.from_tensor_slices(
-        (tf.constant(list(files), tf.string), tf.constant(list(labels), tf.int32))
-    )
-    ds = ds.map(
-        lambda p, y: (decode_and_resize(p, image_size), y),
-        num_parallel_calls=AUTOTUNE,
-        deterministic=True,
-    )
-    ds = ds.ignore_errors().cache()
-    if training:
-        ds = ds.shuffle(max(len(files), 1), seed=seed, reshuffle_each_iteration=True)
-    ds = ds.batch(batch_size)
-    ds = ds.map(lambda x, y: (tf.cast(x, tf.float32), y), num_parallel_calls=AUTOTUNE)
-    if training and augmentation is not None:
-        ds = ds.map(
-            lambda x, y: (augmentation(x, training=True), y), num_parallel_calls=AUTOTUNE
-        )
-    return ds.prefetch(AUTOTUNE)
+    decoded = decoded_dataset(files, labels, image_size, formats, orientations, cache, ratios)
+    return batched(decoded, batch_size, training, seed, augmentation, shuffle_buffer=len(files))

@@ -1,0 +1,117 @@
+"""The pipeline: bad files never stop training, augmentation only on training data, caches,
+class weights, and the finetune integration."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from data_images import encode, make_class_folder, pattern, write
+from transferkit.data import load_data
+from transferkit.data.pipeline import build_augmentation, decoded_dataset, make_dataset, parse_augment
+from transferkit.errors import ConfigError
+
+SIZE = 16
+
+
+def truncated_jpeg(seed: int = 9) -> bytes:
+    """Header intact (passes the fast check), scan data cut: fails only when decoded."""
+    data = encode(pattern(64, 64, seed), "JPEG", quality=95)
+    return data[: len(data) // 2]
+
+
+def test_undecodable_file_is_skipped_listed_and_never_stops_training(small_folder: Path) -> None:
+    bad = write(small_folder / "cats" / "zz_truncated.jpg", truncated_jpeg())
+    write(small_folder / "dogs" / "notes.txt", b"not an image")
+    data = load_data(small_folder, SIZE, 4, 0.2, 0, augment=False)
+    reasons = dict(data.skipped)
+    assert "cannot be decoded" in reasons[str(bad)]
+    assert any(p.endswith("notes.txt") for p in reasons)
+    assert str(bad) not in data.files and data.count("train") + data.count("val") == 20
+    for _ in range(2):  # every epoch completes
+        assert sum(int(y.shape[0]) for _, y in data.train) == data.count("train")
+
+
+def test_uncached_stream_drops_bad_files_mid_epoch(tmp_path: Path) -> None:
+    files = [str(write(tmp_path / f"{i}.jpg", encode(pattern(20, 20, i), "JPEG"))) for i in range(6)]
+    files[3] = str(write(tmp_path / "bad.jpg", truncated_jpeg()))
+    ds = make_dataset(files, [0, 1] * 3, SIZE, 2, training=True, cache=None)
+    assert sum(int(y.shape[0]) for _, y in ds) == 5
+
+
+def test_augmentation_only_on_training_batches(small_folder: Path) -> None:
+    data = load_data(small_folder, SIZE, 32, 0.2, 0, augment=True, augment_spec="flip,rotation=0.2,zoom=0.2,crop=0.8,contrast=0.3")
+    plain = load_data(small_folder, SIZE, 32, 0.2, 0, augment=False)
+    val1 = np.concatenate([x.numpy() for x, _ in data.val])
+    val2 = np.concatenate([x.numpy() for x, _ in plain.val])
+    np.testing.assert_array_equal(val1, val2)
+    aug = sorted(np.concatenate([x.numpy() for x, _ in data.train]).reshape(16, -1).sum(1))
+    ref = sorted(np.concatenate([x.numpy() for x, _ in plain.train]).reshape(16, -1).sum(1))
+    assert not np.allclose(aug, ref)
+
+
+def test_augmentation_spec() -> None:
+    assert parse_augment("flip,rotation=0.1,crop") == [("flip", "horizontal"), ("rotation", 0.1), ("crop", 0.875)]
+    assert parse_augment("none") == [] and build_augmentation("none") is None
+    names = [layer.name for layer in build_augmentation("flip,zoom,contrast", 0, 32).layers]
+    assert len(names) == 3
+    with pytest.raises(ConfigError, match="unknown augmentation 'blur'"):
+        parse_augment("flip,blur")
+    with pytest.raises(ConfigError, match="takes a number"):
+        parse_augment("rotation=lots")
+
+
+def test_class_weight_auto_balances_classes(tmp_path: Path) -> None:
+    root = make_class_folder(tmp_path / "imb", {"common": 15, "rare": 5})
+    data = load_data(root, SIZE, 4, 0.2, 0, augment=False, class_weight="auto")
+    train = [y for y, s in zip(data.labels, data.splits) if s == "train"]
+    assert data.class_weight is not None
+    totals = {c: data.class_weight[c] * train.count(c) for c in (0, 1)}
+    assert totals[0] == pytest.approx(totals[1]) and data.class_weight[1] > 2 * data.class_weight[0]
+    assert load_data(root, SIZE, 4, 0.2, 0, augment=False).class_weight is None
+
+
+def test_disk_cache_is_written_and_reused(small_folder: Path, tmp_path: Path) -> None:
+    cache = tmp_path / "cache"
+    first = load_data(small_folder, SIZE, 4, 0.2, 0, augment=False, cache="disk", cache_dir=str(cache))
+    assert list(cache.glob("train-*.index"))
+    x1 = np.concatenate([x.numpy() for x, _ in first.val])
+    second = load_data(small_folder, SIZE, 4, 0.2, 0, augment=False, cache="disk", cache_dir=str(cache))
+    np.testing.assert_array_equal(x1, np.concatenate([x.numpy() for x, _ in second.val]))
+    memory = load_data(small_folder, SIZE, 4, 0.2, 0, augment=False, cache="memory")
+    np.testing.assert_array_equal(x1, np.concatenate([x.numpy() for x, _ in memory.val]))
+
+
+def test_groups_of_decoders_keep_every_index(tmp_path: Path) -> None:
+    files = [
+        str(write(tmp_path / "a.jpg", encode(pattern(40, 30), "JPEG"))),
+        str(write(tmp_path / "b.png", encode(pattern(30, 40), "PNG"))),
+        str(write(tmp_path / "c.jpg", encode(pattern(300, 200), "JPEG"))),
+    ]
+    ds = decoded_dataset(files, [0, 1, 0], SIZE, formats=[1, 2, 1], orientations=[1, 1, 6], cache=None, ratios=[1, None, 8])
+    assert sorted(int(i) for i, _, _ in ds) == [0, 1, 2]
+
+
+def test_finetune_lists_skipped_files_uses_options_and_class_weights(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A tiny real run through the CLI: random-init MobileNet at 32 px, one epoch."""
+    from transferkit.cli import main
+
+    root = make_class_folder(tmp_path / "data", {"a": 12, "b": 6})
+    write(root / "a" / "zz_broken.jpg", truncated_jpeg())
+    write(root / "b" / "empty.jpg", b"")
+    out = tmp_path / "run"
+    code = main([
+        "finetune", "--data", str(root), "--out", str(out), "--weights", "none", "--image-size", "32",
+        "--epochs", "1", "--fine-tune-epochs", "0", "--batch-size", "8", "--quiet",
+        "--test-split", "0.2", "--class-weight", "auto", "--augment", "flip,contrast=0.1",
+    ])
+    assert code == 0
+    skipped = (out / "skipped.txt").read_text()
+    assert "zz_broken.jpg\tcannot be decoded" in skipped and "empty.jpg\tempty file" in skipped
+    config = json.loads((out / "config.json").read_text())
+    assert config["data_options"]["class_weight"] == "auto" and config["data_options"]["augment_spec"] == "flip,contrast=0.1"
+    splits = (out / "split.csv").read_text()
+    assert ",test\n" in splits and "zz_broken" not in splits

@@ -1,0 +1,330 @@
+"""The dataset doctor: decode every file and report what would hurt training.
+
+``transferkit doctor --data DIR|CSV|tfds:NAME`` prints a report and writes ``doctor.json``.
+The scan decodes with Pillow in a thread pool (Pillow and hashlib release the GIL, so every core
+works), JPEGs at reduced size (``Image.draft``: still a full pass over the compressed data, so
+truncation is caught, at a fraction of the cost).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+import sys
+import warnings
+from collections import Counter, defaultdict
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from transferkit.data.probe import FORMAT_CODES, probe_file
+
+SMALL_SIDE = 32  # pixels: smaller images carry little for a 224 px model
+IMBALANCE_WARN = 3.0  # largest class / smallest class
+DECODED_FORMATS = {"JPEG": "jpeg", "MPO": "jpeg", "PNG": "png", "GIF": "gif", "BMP": "bmp", "DIB": "bmp", "WEBP": "webp"}
+
+# Problems make a file unusable; findings are worth knowing but the pipeline handles them.
+PROBLEMS = ("zero_byte", "non_image", "unsupported_format", "unreadable", "truncated")
+FINDINGS = ("grayscale", "cmyk", "sixteen_bit", "alpha", "exif_rotated", "animated", "small")
+
+
+@dataclass
+class FileReport:
+    """What the doctor found in one file."""
+
+    path: str
+    label: int
+    size: int = 0
+    format: str | None = None
+    width: int = 0
+    height: int = 0
+    mode: str = ""
+    problem: str | None = None
+    detail: str = ""
+    findings: list[str] = field(default_factory=list)
+    digest: str = ""
+
+
+def check_bytes(data: bytes, path: str = "", label: int = -1) -> FileReport:
+    """Full check of one encoded image (used for files and for tfds examples alike)."""
+    from PIL import Image, ImageFile, UnidentifiedImageError
+
+    report = FileReport(path, label, len(data))
+    report.digest = hashlib.blake2b(data, digest_size=16).hexdigest()
+    if not data:
+        report.problem, report.detail = "zero_byte", "empty file (0 bytes)"
+        return report
+    ImageFile.LOAD_TRUNCATED_IMAGES = False
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            im = Image.open(io.BytesIO(data))
+            report.format = DECODED_FORMATS.get(im.format or "", im.format)
+            report.width, report.height = im.size
+            report.mode = im.mode
+            if report.format not in FORMAT_CODES:
+                report.problem, report.detail = "unsupported_format", f"unsupported format ({im.format}); convert it to JPEG or PNG"
+                return report
+            orientation = im.getexif().get(0x0112, 1)
+            animated = getattr(im, "n_frames", 1) > 1
+            has_alpha = im.mode in ("RGBA", "LA", "PA", "La", "RGBa") or "transparency" in im.info
+            if im.format == "JPEG":
+                im.draft("RGB", (max(1, im.size[0] // 8), max(1, im.size[1] // 8)))
+            im.load()
+    except UnidentifiedImageError:
+        probe_format = _sniff(data)
+        if probe_format:
+            report.problem, report.detail = "unsupported_format", f"unsupported format ({probe_format})"
+        else:
+            report.problem, report.detail = "non_image", "not an image (unknown content)"
+        return report
+    except OSError as err:
+        text = str(err)
+        kind = "truncated" if "truncat" in text.lower() or "premature end" in text.lower() else "unreadable"
+        report.problem, report.detail = kind, f"{kind}: {text}"
+        return report
+    except Exception as err:  # noqa: BLE001 - a corrupt file can break any decoder step
+        report.problem, report.detail = "unreadable", f"unreadable: {type(err).__name__}: {err}"
+        return report
+    if report.mode in ("L", "LA", "1", "I;16", "I;16B", "I;16L", "I", "La") or (
+        report.mode == "P" and _palette_is_gray(im)
+    ):
+        report.findings.append("grayscale")
+    if report.mode == "CMYK":
+        report.findings.append("cmyk")
+    if report.mode.startswith("I;16") or report.mode == "I" or im.info.get("bits", 8) == 16:
+        report.findings.append("sixteen_bit")
+    if has_alpha:
+        report.findings.append("alpha")
+    if orientation not in (0, 1):
+        report.findings.append("exif_rotated")
+    if animated:
+        report.findings.append("animated")
+    if min(report.width, report.height) < SMALL_SIDE:
+        report.findings.append("small")
+    return report
+
+
+def _palette_is_gray(im: Any) -> bool:
+    palette = im.getpalette() or []
+    return bool(palette) and all(palette[i] == palette[i + 1] == palette[i + 2] for i in range(0, len(palette) - 2, 3))
+
+
+def _sniff(data: bytes) -> str | None:
+    from transferkit.data.probe import sniff_format
+
+    fmt = sniff_format(data[:32])
+    return fmt if fmt and fmt not in FORMAT_CODES else None
+
+
+def check_file(path: str, label: int) -> FileReport:
+    try:
+        with open(path, "rb") as f:
+            data = f.read()
+    except OSError as err:
+        return FileReport(path, label, problem="unreadable", detail=f"unreadable: {err.strerror or err}")
+    return check_bytes(data, path, label)
+
+
+@dataclass
+class DoctorReport:
+    """The doctor's findings over a dataset (``doctor.json`` is :meth:`to_json`)."""
+
+    source: str
+    class_names: list[str]
+    counts: dict[str, int]
+    imbalance: float
+    problems: dict[str, list[dict[str, str]]]
+    findings: dict[str, list[str]]
+    duplicates_within_class: list[list[str]]
+    duplicates_across_classes: list[list[str]]
+    skipped_by_name: list[dict[str, str]]
+    num_files: int
+
+    @property
+    def num_problems(self) -> int:
+        return sum(len(v) for v in self.problems.values()) + len(self.skipped_by_name)
+
+    def to_json(self) -> dict[str, Any]:
+        return {**asdict(self), "num_problems": self.num_problems}
+
+    def text(self, limit: int = 5) -> str:
+        lines = [f"dataset: {self.source}", f"{self.num_files} files, {len(self.class_names)} classes"]
+        width = max((len(c) for c in self.class_names), default=5)
+        for name in self.class_names:
+            lines.append(f"  {name:<{width}}  {self.counts.get(name, 0):>7}")
+        if self.counts:
+            flag = "  (imbalanced: consider --class-weight auto)" if self.imbalance >= IMBALANCE_WARN else ""
+            lines.append(f"imbalance (largest / smallest class): {self.imbalance:.2f}{flag}")
+        labels = {
+            "zero_byte": "zero-byte files", "non_image": "not images", "unsupported_format": "unsupported formats",
+            "unreadable": "unreadable", "truncated": "truncated",
+            "grayscale": "grayscale (converted to RGB)", "cmyk": "CMYK (converted to RGB)",
+            "sixteen_bit": "16-bit (converted to 8-bit)", "alpha": "alpha channel (composited on white)",
+            "exif_rotated": "EXIF-rotated (turned upright)", "animated": "animated GIFs (first frame used)",
+            "small": f"very small (< {SMALL_SIDE} px)",
+        }
+        for kind, rows in self.problems.items():
+            if rows:
+                lines.append(f"PROBLEM {labels[kind]}: {len(rows)} (skipped in training)")
+                lines += [f"    {r['path']}: {r['detail']}" for r in rows[:limit]]
+                if len(rows) > limit:
+                    lines.append(f"    ... {len(rows) - limit} more in doctor.json")
+        if self.skipped_by_name:
+            lines.append(f"PROBLEM not image files by name: {len(self.skipped_by_name)} (skipped in training)")
+            lines += [f"    {r['path']}: {r['reason']}" for r in self.skipped_by_name[:limit]]
+        for kind, paths in self.findings.items():
+            if paths:
+                lines.append(f"note {labels[kind]}: {len(paths)}")
+                lines += [f"    {p}" for p in paths[:limit]]
+        for title, groups in (
+            ("exact duplicates within a class", self.duplicates_within_class),
+            ("exact duplicates ACROSS classes (conflicting labels)", self.duplicates_across_classes),
+        ):
+            if groups:
+                lines.append(f"{title}: {len(groups)} group(s)")
+                lines += ["    " + "  ==  ".join(g) for g in groups[:limit]]
+        if not self.num_problems and not any(self.findings.values()) and not self.duplicates_across_classes:
+            lines.append("no problems found")
+        return "\n".join(lines)
+
+
+def summarize(
+    source: str,
+    class_names: Sequence[str],
+    reports: Sequence[FileReport],
+    skipped_by_name: Sequence[tuple[str, str]] = (),
+) -> DoctorReport:
+    counts = Counter(class_names[r.label] for r in reports if r.problem is None)
+    sizes = [counts.get(c, 0) for c in class_names]
+    imbalance = max(sizes) / max(min(sizes), 1) if sizes else 0.0
+    problems: dict[str, list[dict[str, str]]] = {k: [] for k in PROBLEMS}
+    findings: dict[str, list[str]] = {k: [] for k in FINDINGS}
+    by_digest: dict[str, list[FileReport]] = defaultdict(list)
+    named = []
+    for path, why in skipped_by_name:  # left out by the index from the name or size alone
+        kind = "zero_byte" if why.startswith("empty") else "unsupported_format" if why.startswith("unsupported") else None
+        if kind:
+            problems[kind].append({"path": path, "detail": why})
+        else:
+            named.append({"path": path, "reason": why})
+    for r in reports:
+        if r.problem:
+            problems[r.problem].append({"path": r.path, "detail": r.detail})
+        for finding in r.findings:
+            findings[finding].append(r.path)
+        if r.digest and r.size:
+            by_digest[r.digest].append(r)
+    within, across = [], []
+    for group in by_digest.values():
+        if len(group) > 1:
+            paths = sorted(r.path for r in group)
+            (across if len({r.label for r in group}) > 1 else within).append(paths)
+    return DoctorReport(
+        source=source,
+        class_names=list(class_names),
+        counts={c: counts.get(c, 0) for c in class_names},
+        imbalance=round(imbalance, 3),
+        problems=problems,
+        findings=findings,
+        duplicates_within_class=sorted(within),
+        duplicates_across_classes=sorted(across),
+        skipped_by_name=named,
+        num_files=len(reports) + len(skipped_by_name),
+    )
+
+
+def scan(
+    files: Sequence[str],
+    labels: Sequence[int],
+    workers: int | None = None,
+    progress: Callable[[int], None] | None = None,
+) -> list[FileReport]:
+    """Checks every file in parallel, in order; ``progress(n)`` after each chunk of ``n`` files."""
+    chunk = 16
+    spans = [(i, min(i + chunk, len(files))) for i in range(0, len(files), chunk)]
+
+    def run(span: tuple[int, int]) -> list[FileReport]:
+        out = [check_file(files[i], labels[i]) for i in range(*span)]
+        if progress:
+            progress(len(out))
+        return out
+
+    with ThreadPoolExecutor(workers or os.cpu_count() or 1) as pool:
+        return [r for part in pool.map(run, spans) for r in part]
+
+
+def doctor(
+    source: str,
+    data_dir: str | None = None,
+    path_column: str = "path",
+    label_column: str = "label",
+    split_column: str | None = "split",
+    tfds_splits: str | None = None,
+    workers: int | None = None,
+    verbose: bool = True,
+) -> DoctorReport:
+    """Scans a dataset (folder, CSV or ``tfds:NAME``) and returns the report.
+
+    Raises:
+        DataError: the source itself cannot be read (missing, no classes, bad CSV, unknown tfds).
+    """
+    from transferkit.data import index_source
+    from transferkit.data.tfds_source import is_tfds
+
+    if is_tfds(source):
+        return _doctor_tfds(source, data_dir, tfds_splits, verbose)
+    index = index_source(source, path_column, label_column, split_column)
+    bar = _progress(len(index.files), verbose)
+    reports = scan(index.files, index.labels, workers, bar.add if bar else None)
+    if bar:
+        bar.close()
+    return summarize(str(source), index.class_names, reports, index.skipped)
+
+
+class _progress:
+    """A progress bar on stderr (tqdm, which tensorflow-datasets already brings), thread-safe."""
+
+    def __init__(self, total: int, verbose: bool) -> None:
+        self.bar = None
+        if verbose and total:
+            from tqdm import tqdm
+
+            self.bar = tqdm(total=total, unit="img", file=sys.stderr, leave=False, desc="doctor")
+
+    def __bool__(self) -> bool:
+        return self.bar is not None
+
+    def add(self, n: int) -> None:
+        if self.bar is not None:
+            self.bar.update(n)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
+def _doctor_tfds(source: str, data_dir: str | None, tfds_splits: str | None, verbose: bool) -> DoctorReport:
+    """tfds examples are re-encoded by tfds, so only class counts and image properties matter."""
+    import numpy as np
+
+    from transferkit.data.tfds_source import open_tfds
+
+    src = open_tfds(source, data_dir, tfds_splits)
+    reports: list[FileReport] = []
+    for split, name in src.splits.items():
+        for i, (image, label) in enumerate(src.dataset(split).as_numpy_iterator()):
+            image = np.asarray(image)
+            r = FileReport(f"{source}/{name}/{i}", int(label), int(image.nbytes), "tensor", image.shape[1], image.shape[0])
+            r.digest = hashlib.blake2b(image.tobytes(), digest_size=16).hexdigest()
+            if image.ndim == 3 and image.shape[-1] == 1:
+                r.findings.append("grayscale")
+            if min(image.shape[:2]) < SMALL_SIDE:
+                r.findings.append("small")
+            reports.append(r)
+    return summarize(source, src.class_names, reports)
+
+
+__all__ = ["DoctorReport", "FileReport", "check_bytes", "check_file", "doctor", "scan", "summarize", "probe_file"]

@@ -1,0 +1,117 @@
+"""tensorflow-datasets as a source (``--data tfds:NAME``), through tfds' own download and cache."""
+
+from __future__ import annotations
+
+import difflib
+from dataclasses import dataclass
+from typing import Any
+
+from transferkit.errors import DataError
+
+PREFIX = "tfds:"
+
+
+def is_tfds(source: object) -> bool:
+    return str(source).startswith(PREFIX)
+
+
+def parse_split_map(spec: str | None) -> dict[str, str]:
+    """``"train=train[:90%],val=train[90%:],test=test"`` as a dict; keys train, val, test."""
+    if not spec:
+        return {}
+    out: dict[str, str] = {}
+    for item in spec.split(","):
+        key, sep, value = item.partition("=")
+        key = {"validation": "val"}.get(key.strip(), key.strip())
+        if not sep or key not in ("train", "val", "test") or not value.strip():
+            raise DataError(
+                f"bad tfds split mapping {item!r}; write e.g. 'train=train,val=validation,test=test' "
+                "(any tfds split expression on the right)"
+            )
+        out[key] = value.strip()
+    return out
+
+
+@dataclass
+class TfdsSource:
+    """A prepared tensorflow-datasets dataset and the tfds splits behind train/val/test."""
+
+    name: str
+    builder: Any
+    splits: dict[str, str]
+    class_names: tuple[str, ...]
+    image_key: str
+    label_key: str
+
+    def dataset(self, split: str) -> Any:
+        """``(uint8 image, label)`` pairs of one of our splits (tfds decodes the images)."""
+        ds = self.builder.as_dataset(split=self.splits[split], shuffle_files=False)
+        return ds.map(lambda ex: (ex[self.image_key], ex[self.label_key]))
+
+    def count(self, split: str) -> int | None:
+        try:
+            return int(self.builder.info.splits[self.splits[split]].num_examples)
+        except (KeyError, ValueError, TypeError):
+            return None
+
+
+def open_tfds(
+    source: str, data_dir: str | None = None, split_map: str | dict[str, str] | None = None, val_split: float = 0.2
+) -> TfdsSource:
+    """Builds, downloads if needed and prepares ``tfds:NAME``.
+
+    Default splits: the dataset's ``train``; its ``validation`` (else ``test``, else the last
+    ``val_split`` of train); its ``test`` when distinct from validation.
+
+    Raises:
+        DataError: unknown name, a dataset that is not downloaded and cannot be downloaded
+            (offline), or one without an image and a class label.
+    """
+    import tensorflow_datasets as tfds
+
+    name = source[len(PREFIX):].strip()
+    if not name:
+        raise DataError("write the tensorflow-datasets name after 'tfds:', e.g. tfds:oxford_flowers102")
+    try:
+        builder = tfds.builder(name, data_dir=data_dir)
+    except Exception as err:  # tfds raises DatasetNotFoundError, ValueError or a config error
+        base = name.split("/")[0].split(":")[0]
+        close = difflib.get_close_matches(base, tfds.list_builders(), n=3)
+        hint = f"; did you mean {', '.join(close)}?" if close else "; see tfds.list_builders()"
+        raise DataError(f"no tensorflow-datasets dataset {name!r} ({type(err).__name__}){hint}") from None
+    try:
+        builder.download_and_prepare()
+    except Exception as err:  # network errors, missing extras and manual-download datasets alike
+        reason = str(err).strip().splitlines()[0][:200] if str(err).strip() else type(err).__name__
+        raise DataError(
+            f"tfds:{name} is not downloaded in {builder.data_dir} and could not be downloaded "
+            f"({type(err).__name__}: {reason}); download it once with network access, or pass --data-dir "
+            "where it is already prepared"
+        ) from None
+    info = builder.info
+    keys = info.supervised_keys
+    if not keys or len(keys) != 2 or not isinstance(keys[0], str):
+        raise DataError(f"tfds:{name} has no (image, label) supervised keys; it is not an image classification dataset")
+    image_key, label_key = keys
+    label_feature = info.features[label_key]
+    names = getattr(label_feature, "names", None)
+    if not names:
+        raise DataError(f"tfds:{name}'s label {label_key!r} is not a class label")
+    available = set(info.splits.keys())
+    mapping = dict(split_map) if isinstance(split_map, dict) else parse_split_map(split_map)
+    if "train" not in mapping:
+        mapping["train"] = "train"
+    if "val" not in mapping:
+        for candidate in ("validation", "val", "test"):
+            if candidate in available:
+                mapping["val"] = candidate
+                break
+        else:
+            if available:  # only a train split: hold out its tail
+                cut = int(round(100 * (1 - val_split)))
+                mapping["train"], mapping["val"] = f"{mapping['train']}[:{cut}%]", f"{mapping['train']}[{cut}%:]"
+            else:  # no split metadata (e.g. mocked): tfds accepts any name
+                mapping["val"] = "validation"
+    if "test" not in mapping and "test" in available and mapping["val"] != "test":
+        mapping["test"] = "test"
+    return TfdsSource(name, builder, mapping, tuple(str(n) for n in names), image_key, label_key)
