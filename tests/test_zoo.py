@@ -17,6 +17,7 @@ import transferkit as tk
 PINNED_DIR = Path(__file__).parent / "pinned"
 NAMES = tk.list_models()
 LARGE = 30_000_000  # classifiers above this many parameters are in the slow set
+VERY_DEEP = {"resnet1202"}  # few parameters but thousands of layers: about a minute per build
 
 
 def _pinned() -> dict[str, int]:
@@ -30,7 +31,7 @@ PINNED = _pinned()
 
 
 def _is_large(name: str) -> bool:
-    return PINNED.get(name, 0) > LARGE
+    return PINNED.get(name, 0) > LARGE or name in VERY_DEEP
 
 
 def _params(names: list[str]) -> list[pytest.param]:
