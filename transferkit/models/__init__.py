@@ -6,3 +6,7 @@ One module per family, each with its spec table, its one block function and its 
 from transferkit.models import mobilenet  # noqa: F401
 from transferkit.models import efficientnet  # noqa: F401
 from transferkit.models import googlenet  # noqa: F401
+from transferkit.models import resnet  # noqa: F401
+from transferkit.models import lenet  # noqa: F401
+from transferkit.models import alexnet  # noqa: F401
+from transferkit.models import vgg  # noqa: F401
