@@ -10,3 +10,5 @@ from transferkit.models import resnet  # noqa: F401
 from transferkit.models import lenet  # noqa: F401
 from transferkit.models import alexnet  # noqa: F401
 from transferkit.models import vgg  # noqa: F401
+from transferkit.models import wide_resnet  # noqa: F401
+from transferkit.models import densenet  # noqa: F401
