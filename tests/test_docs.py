@@ -1,0 +1,23 @@
+"""The docs name every registered model, with the counts the tests pin."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import transferkit as tk
+
+DOCS = Path(__file__).resolve().parents[1] / "docs"
+
+
+def test_models_doc_lists_every_model_with_its_pinned_count() -> None:
+    table = {
+        m.group(1): int(m.group(2).replace(",", ""))
+        for m in re.finditer(r"^\| `([a-z0-9_]+)` \| [a-z_]+ \| ([\d,]+) \|", (DOCS / "models.md").read_text(), re.M)
+    }
+    pinned: dict[str, int] = {}
+    for path in (Path(__file__).parent / "pinned").glob("*.json"):
+        pinned.update(json.loads(path.read_text()))
+    assert set(table) == set(tk.list_models())
+    assert table == {name: pinned[name] for name in table}
