@@ -59,8 +59,10 @@ def test_small_forward_pass(name: str) -> None:
     shape = _small_shape(info)
     model = tk.create_model(name, num_classes=3, input_shape=shape)
     x = np.random.default_rng(0).uniform(0, 255, (2, *shape)).astype("float32")
-    y = model(x, training=False)
-    y = np.asarray(y)
+    # Untrained, a BatchNormalization layer in inference mode is the identity, so the 600
+    # unnormalised residual additions of a very deep net overflow float32; from-scratch training
+    # runs it with batch statistics, and so does this check.
+    y = np.asarray(model(x, training=name in VERY_DEEP))
     assert y.shape == (2, 3)
     assert np.isfinite(y).all()
     np.testing.assert_allclose(y.sum(axis=1), 1.0, rtol=1e-5)
