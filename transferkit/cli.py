@@ -15,6 +15,8 @@ from collections.abc import Sequence
 
 COMMAND_MODULES = (
     "transferkit.commands",
+    "transferkit.data.commands",
+    "transferkit.tuning_commands",
 )
 
 
