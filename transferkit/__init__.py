@@ -24,6 +24,8 @@ from transferkit import layers as _layers  # noqa: E402,F401  (registers custom 
 from transferkit import models as _models  # noqa: E402,F401  (registers every family)
 from transferkit.transfer import freeze  # noqa: E402
 from transferkit.train import FinetuneConfig, finetune  # noqa: E402
+from transferkit.features import ExtractConfig, extract  # noqa: E402
+from transferkit.imagenet import pretrained_classifier  # noqa: E402
 from transferkit.data import load_data  # noqa: E402
 
 __version__ = "0.1.0"
@@ -31,6 +33,7 @@ __version__ = "0.1.0"
 __all__ = [
     "ConfigError",
     "DataError",
+    "ExtractConfig",
     "FinetuneConfig",
     "ModelInfo",
     "TransferkitError",
@@ -38,9 +41,11 @@ __all__ = [
     "classification_head",
     "create_backbone",
     "create_model",
+    "extract",
     "finetune",
     "freeze",
     "get_model_info",
     "list_models",
     "load_data",
+    "pretrained_classifier",
 ]

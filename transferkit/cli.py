@@ -16,6 +16,7 @@ from collections.abc import Sequence
 COMMAND_MODULES = (
     "transferkit.commands",
     "transferkit.data.commands",
+    "transferkit.transfer_commands",
     "transferkit.tuning_commands",
 )
 

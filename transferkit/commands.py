@@ -17,6 +17,7 @@ def positive_int(text: str) -> int:
 
 
 def add_commands(sub: Any) -> None:
+    from transferkit.data.options import add_data_arguments
     from transferkit.train import FinetuneConfig
 
     d = FinetuneConfig()
@@ -51,14 +52,13 @@ def add_commands(sub: Any) -> None:
     )
     p.add_argument("--lr", type=float, default=d.lr, help="learning rate of phase 1")
     p.add_argument("--fine-tune-lr", type=float, default=None, help="learning rate of phase 2 (default lr/100)")
-    p.add_argument(
-        "--unfreeze-from", default=None, help="stage or layer name where phase 2 starts training (default: last stage; 'all' for the whole base)"
-    )
+    add_finetune_arguments(p)
     p.add_argument("--val-split", type=float, default=d.val_split, help="validation fraction per class")
     p.add_argument("--dropout", type=float, default=d.dropout)
     p.add_argument("--no-augment", dest="augment", action="store_false", help="no random flip/rotation/zoom")
     p.add_argument("--seed", type=int, default=d.seed)
     p.add_argument("--quiet", action="store_true", help="no progress bars")
+    add_data_arguments(p)
     p.set_defaults(func=run_finetune)
 
     m = sub.add_parser("models", help="list registered models", description="List every registered model name with its parameter count, default input size and pretrained weights.")
@@ -67,7 +67,43 @@ def add_commands(sub: Any) -> None:
     m.set_defaults(func=run_models)
 
 
+def add_finetune_arguments(p: argparse.ArgumentParser) -> None:
+    """How much of the base trains in phase 2, and how (docs/transfer.md)."""
+    g = p.add_argument_group("unfreezing (phase 2)")
+    which = g.add_mutually_exclusive_group()
+    which.add_argument(
+        "--unfreeze-from", default=None, metavar="STAGE|LAYER",
+        help="stage (e.g. stage4) or layer name from which the base trains in phase 2 "
+        "(default: the last stage; 'all' for the whole base)",
+    )
+    which.add_argument("--unfreeze-last", type=positive_int, default=None, metavar="N", help="unfreeze the last N blocks of the base")
+    which.add_argument("--unfreeze", dest="unfreeze_from", choices=("all",), help="'--unfreeze all' trains the whole base in phase 2")
+    g.add_argument(
+        "--gradual", type=int, default=0, metavar="N",
+        help="gradual unfreezing: start phase 2 with the last stage, unfreeze one more stage every N epochs",
+    )
+    g.add_argument(
+        "--train-bn", action="store_true",
+        help="let unfrozen BatchNormalization layers train (default: BN stays frozen in inference mode)",
+    )
+    g.add_argument(
+        "--lr-mult", default=None, metavar="MULT",
+        help="learning-rate multiplier of the base in phase 2 (e.g. 0.1), or one per stage "
+        "(e.g. 'stage4=0.1,stage5=0.3'; 'base=' sets the rest)",
+    )
+    g.add_argument("--optimizer", choices=("adam", "adamw", "sgd", "rmsprop"), default="adam")
+    g.add_argument(
+        "--mixed-precision", choices=("mixed_float16", "mixed_bfloat16"), default=None,
+        help="train in mixed precision (the final softmax stays float32)",
+    )
+    g.add_argument(
+        "--channels", type=int, choices=(1, 3), default=None,
+        help="1 trains on grey images; 3-channel weights are adapted by summing the first convolution's RGB kernels",
+    )
+
+
 def run_finetune(args: argparse.Namespace) -> int:
+    from transferkit.data.options import data_options_from_args
     from transferkit.train import FinetuneConfig, finetune
 
     config = FinetuneConfig(
@@ -82,11 +118,19 @@ def run_finetune(args: argparse.Namespace) -> int:
         lr=args.lr,
         fine_tune_lr=args.fine_tune_lr,
         unfreeze_from=args.unfreeze_from,
+        unfreeze_last=args.unfreeze_last,
+        gradual=args.gradual,
+        train_bn=args.train_bn,
+        lr_mult=args.lr_mult,
+        optimizer=args.optimizer,
+        mixed_precision=args.mixed_precision,
+        channels=args.channels,
         val_split=args.val_split,
         seed=args.seed,
         dropout=args.dropout,
         augment=args.augment,
         overwrite=args.overwrite,
+        data_options=data_options_from_args(args),
     )
     result = finetune(config, verbose=0 if args.quiet else 1)
     print(f"validation accuracy: {result.val_accuracy:.4f}")

@@ -17,8 +17,10 @@ from transferkit import registry, runs
 
 # The pipelines drop undecodable files, so their length is unknown until the first epoch ends.
 warnings.filterwarnings("ignore", message="Your input ran out of data")
+from transferkit.data.options import DataOptions
 from transferkit.errors import ConfigError
-from transferkit.transfer import freeze, stage_names
+from transferkit import transfer
+from transferkit.transfer import freeze
 
 
 @dataclass
@@ -37,12 +39,27 @@ class FinetuneConfig:
         lr: Learning rate of phase 1.
         fine_tune_lr: Learning rate of phase 2; ``lr / 100`` when None (small steps keep the
             pretrained features).
-        unfreeze_from: Stage or layer from which the base trains in phase 2; last stage if None.
+        unfreeze_from: Stage or layer from which the base trains in phase 2, or ``"all"``; the
+            last stage if None (and ``unfreeze_last`` is None).
+        unfreeze_last: Unfreeze the last N blocks of the base in phase 2 instead.
+        gradual: Gradual unfreezing: phase 2 starts with the last stage and unfreezes one more
+            stage every ``gradual`` epochs until ``unfreeze_from`` (or ``unfreeze_last``) is
+            reached; 0 unfreezes it all at once.
+        train_bn: Let unfrozen BatchNormalization layers train (batch statistics, moving averages
+            updated). By default every BN layer of the base stays frozen in inference mode.
+        lr_mult: Learning-rate multipliers of phase 2: a number for the whole base (``0.1``) or
+            ``{stage_or_layer_prefix: multiplier}`` (``{"stage4": 0.1, "stage5": 0.3}``).
+        optimizer: ``adam``, ``adamw``, ``sgd`` (momentum 0.9) or ``rmsprop``.
+        mixed_precision: ``"mixed_float16"`` or ``"mixed_bfloat16"``; None trains in float32.
+            The final softmax stays float32.
+        channels: 3 (RGB) or 1: train on grey images, with the first convolution of 3-channel
+            weights adapted by summing its RGB kernels; the model's default when None.
         val_split: Fraction of every class held out for validation.
         seed: Seed of the split, shuffling, augmentation and initialisation.
         dropout: Dropout before the new ``predictions`` layer.
         augment: Random flip/rotation/zoom on training images.
         overwrite: Replace an existing run folder (only once the new run is complete).
+        data_options: CSV columns, tfds, test split, augmentation, class weights, cache.
     """
 
     base: str = "mobilenet_v1_025"
@@ -56,11 +73,19 @@ class FinetuneConfig:
     lr: float = 1e-2
     fine_tune_lr: float | None = None
     unfreeze_from: str | None = None
+    unfreeze_last: int | None = None
+    gradual: int = 0
+    train_bn: bool = False
+    lr_mult: float | str | dict[str, float] | None = None
+    optimizer: str = "adam"
+    mixed_precision: str | None = None
+    channels: int | None = None
     val_split: float = 0.2
     seed: int = 0
     dropout: float = 0.2
     augment: bool = True
     overwrite: bool = False
+    data_options: DataOptions = dataclasses.field(default_factory=DataOptions)
 
 
 @dataclass
@@ -83,6 +108,18 @@ def default_image_size(base: str, weights: str | None) -> int:
     return info.input_shape[0]
 
 
+def default_out(base: str, mode: str = "") -> str:
+    return f"runs/{base}-{mode + '-' if mode else ''}{time.strftime('%Y%m%d-%H%M%S')}"
+
+
+def checked_image_size(base: str, weights: str | None, image_size: int | None) -> int:
+    """The input side a run uses, checked against what the architecture can take."""
+    info = registry.get_model_info(base)
+    size = image_size or default_image_size(info.name, weights)
+    registry._input_shape(info, (size, size, 3), info.input_shape)
+    return size
+
+
 def _check(config: FinetuneConfig) -> tuple[Path, int]:
     """Validates everything that can be checked before any data is read or anything written."""
     for field in ("epochs", "fine_tune_epochs"):
@@ -94,11 +131,19 @@ def _check(config: FinetuneConfig) -> tuple[Path, int]:
         value = getattr(config, field)
         if value is not None and value <= 0:
             raise ConfigError(f"{field} must be positive, got {value}")
-    out = config.out or f"runs/{config.base}-{time.strftime('%Y%m%d-%H%M%S')}"
+    if config.unfreeze_last is not None and config.unfreeze_from is not None:
+        raise ConfigError("give either --unfreeze-from or --unfreeze-last, not both")
+    if config.unfreeze_last is not None and config.unfreeze_last < 1:
+        raise ConfigError(f"unfreeze_last must be at least 1, got {config.unfreeze_last}")
+    if config.gradual < 0:
+        raise ConfigError(f"gradual must be 0 (off) or a number of epochs, got {config.gradual}")
+    transfer.parse_lr_mult(config.lr_mult)
+    transfer.make_optimizer(config.optimizer)
+    transfer.check_precision(config.mixed_precision)
+    out = config.out or default_out(config.base)
     out_dir = runs.check_out_dir(out, config.overwrite)
     info = registry.get_model_info(config.base)
-    size = config.image_size or default_image_size(info.name, config.weights)
-    registry._input_shape(info, (size, size, 3), info.input_shape)
+    size = checked_image_size(info.name, config.weights, config.image_size)
     if config.unfreeze_from not in (None, "all") and config.fine_tune_epochs:
         stages = info.stages
         if stages and config.unfreeze_from not in stages and "_" not in config.unfreeze_from:
@@ -108,9 +153,9 @@ def _check(config: FinetuneConfig) -> tuple[Path, int]:
     return out_dir, size
 
 
-def _compile(model: keras.Model, lr: float) -> None:
+def _compile(model: keras.Model, lr: float, optimizer: str = "adam", lr_mult: Any = None) -> None:
     model.compile(
-        optimizer=keras.optimizers.Adam(lr),
+        optimizer=transfer.make_optimizer(optimizer, lr, lr_mult),
         loss="sparse_categorical_crossentropy",
         metrics=["accuracy"],
     )
@@ -125,6 +170,9 @@ def _rows(history: keras.callbacks.History, phase: str, first_epoch: int) -> lis
     ]
 
 
+history_rows = _rows
+
+
 def finetune(config: FinetuneConfig, verbose: int = 1) -> RunResult:
     """Runs the two-phase fine-tuning recipe and writes the run folder.
 
@@ -135,52 +183,89 @@ def finetune(config: FinetuneConfig, verbose: int = 1) -> RunResult:
     Returns:
         The run folder, final validation accuracy, trained model, class names and history.
     """
+    with transfer.precision(config.mixed_precision):
+        return _finetune(config, verbose)
+
+
+def _finetune(config: FinetuneConfig, verbose: int = 1) -> RunResult:
     from transferkit.data import load_data
-    from transferkit.export import export_saved_model
 
     out_dir, size = _check(config)
     data = load_data(
-        config.data, size, config.batch_size, config.val_split, config.seed, config.augment
+        config.data, size, config.batch_size, config.val_split, config.seed, config.augment,
+        **config.data_options.kwargs(),
     )
     keras.utils.set_random_seed(config.seed)
-    model = registry.create_model(
-        config.base,
-        num_classes=data.num_classes,
-        weights=config.weights,
-        input_shape=(size, size, 3),
-        dropout=config.dropout,
+    model = transfer.build_model(
+        config.base, data.num_classes, config.weights, size, config.channels, dropout=config.dropout
     )
+    if model.input_shape[-1] == 1:
+        data = _grey(data)
     log = (lambda msg: print(msg, file=sys.stderr)) if verbose else (lambda msg: None)
     log(
         f"transferkit: {config.base} ({config.weights or 'random init'}) on {data.count('train')} "
         f"training / {data.count('val')} validation images, {data.num_classes} classes, {size}px"
     )
     if data.skipped:
-        log(f"transferkit: skipped {len(data.skipped)} files that are not images (see skipped.txt)")
+        log(f"transferkit: skipped {len(data.skipped)} files that cannot be used as images (see skipped.txt)")
+    for note in data.notes:
+        log(f"transferkit: {note}")
     rows: list[dict[str, Any]] = []
     if config.epochs:
         log("transferkit: phase 1, training the new head on the frozen base")
         freeze(model)
         _compile(model, config.lr)
         h = model.fit(
-            data.train, validation_data=data.val, epochs=config.epochs, verbose=verbose, shuffle=False
+            data.train, validation_data=data.val, epochs=config.epochs, verbose=verbose, shuffle=False,
+            class_weight=data.class_weight,
         )
         rows += _rows(h, "head", 0)
-    if config.fine_tune_epochs:
-        start = config.unfreeze_from or (stage_names(model) or ["all"])[-1]
-        log(f"transferkit: phase 2, fine-tuning the base from {start}")
-        freeze(model, trainable_from=start)
-        _compile(model, config.fine_tune_lr or config.lr / 100)
+    target = transfer.resolve_unfreeze(model, config.unfreeze_from, config.unfreeze_last)
+    for start, epochs in transfer.unfreeze_schedule(model, target, config.fine_tune_epochs, config.gradual):
+        bn = "trainable" if config.train_bn else "frozen in inference mode"
+        log(f"transferkit: phase 2, fine-tuning the base from {start} for {epochs} epochs (BatchNormalization {bn})")
+        freeze(model, trainable_from=start, train_bn=config.train_bn)
+        _compile(model, config.fine_tune_lr or config.lr / 100, config.optimizer, config.lr_mult)
         h = model.fit(
             data.train,
             validation_data=data.val,
             initial_epoch=len(rows),
-            epochs=len(rows) + config.fine_tune_epochs,
+            epochs=len(rows) + epochs,
             verbose=verbose,
             shuffle=False,
+            class_weight=data.class_weight,
         )
         rows += _rows(h, "fine_tune", len(rows))
     val_loss, val_accuracy = model.evaluate(data.val, verbose=0)
+    return write_run(
+        out_dir, model, data, rows, float(val_accuracy), float(val_loss),
+        {**dataclasses.asdict(config), "mode": "finetune", "image_size": size},
+    )
+
+
+def _grey(data: Any) -> Any:
+    """The bundle with its pipelines' images turned grey (1 channel)."""
+    import tensorflow as tf
+
+    def grey(ds: Any) -> Any:
+        return None if ds is None else ds.map(lambda x, y: (tf.image.rgb_to_grayscale(x), y))
+
+    return dataclasses.replace(data, train=grey(data.train), val=grey(data.val), test=grey(data.test))
+
+
+def write_run(
+    out_dir: Path,
+    model: keras.Model,
+    data: Any,
+    rows: list[dict[str, Any]],
+    val_accuracy: float,
+    val_loss: float,
+    config: dict[str, Any],
+) -> RunResult:
+    """Writes a run folder atomically: model.keras, saved_model/, labels, history, metrics,
+    config and the split manifest."""
+    from transferkit.export import export_saved_model
+
     with runs.run_folder(out_dir) as tmp:
         model.save(tmp / "model.keras")
         export_saved_model(model, tmp / "saved_model")
@@ -199,9 +284,8 @@ def finetune(config: FinetuneConfig, verbose: int = 1) -> RunResult:
         runs.write_json(
             tmp / "config.json",
             {
-                **dataclasses.asdict(config),
+                **config,
                 "out": str(out_dir),
-                "image_size": size,
                 "class_names": list(data.class_names),
                 "transferkit_version": _version(),
             },
