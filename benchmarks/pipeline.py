@@ -1,7 +1,8 @@
 """Input-pipeline benchmark: is the model ever waiting for data?
 
-One run, one model (mobilenet_v1_025, ImageNet weights, 224 px, batch 32, the fine-tune recipe's
-phase 1: frozen base, new head), the same training images (80% of each class), timed side by side:
+One run, one model (mobilenet_v1_025, ImageNet weights, 224 px, batch 32; by default a fine-tune
+epoch with the whole base trainable, ``--unfreeze none`` for the recipe's phase 1 with a frozen
+base), the same training images (80% of each class), timed side by side:
 
   (a) transferkit's pipeline (``load_data``: reduced-size JPEG decode, cache, shuffle, prefetch),
       with its default augmentation and without any;
@@ -51,6 +52,9 @@ class EpochTimer:
         return statistics.median(self.times[1:] or self.times)
 
 
+UNFREEZE = "all"
+
+
 def fresh_model(size: int):  # noqa: ANN201
     import keras
 
@@ -59,8 +63,8 @@ def fresh_model(size: int):  # noqa: ANN201
 
     keras.utils.set_random_seed(0)
     model = registry.create_model("mobilenet_v1_025", num_classes=2, weights="imagenet", input_shape=(size, size, 3))
-    freeze(model)
-    model.compile(optimizer=keras.optimizers.Adam(1e-2), loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    freeze(model, trainable_from=None if UNFREEZE == "none" else UNFREEZE)
+    model.compile(optimizer=keras.optimizers.Adam(1e-4 if UNFREEZE != "none" else 1e-2), loss="sparse_categorical_crossentropy", metrics=["accuracy"])
     return model
 
 
@@ -77,7 +81,14 @@ def main() -> None:
     p.add_argument("--size", type=int, default=224)
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--no-augment-runs", action="store_true", help="skip the runs with augmentation")
+    p.add_argument(
+        "--unfreeze",
+        default="all",
+        help="what of the base trains: 'all' (default, a fine-tune epoch), a stage name, or 'none' (phase 1)",
+    )
     args = p.parse_args()
+    global UNFREEZE
+    UNFREEZE = args.unfreeze
 
     import keras
     import numpy as np
@@ -128,7 +139,7 @@ def main() -> None:
         print(f"  {name}: epochs {', '.join(f'{s:.2f}' for s in epoch_times[name])} s", flush=True)
 
     c = statistics.median(epoch_times[runs[0][0]][1:])
-    print(f"\n{n} training images, {size}px, batch {bs}, mobilenet_v1_025 phase 1 (frozen base), {epochs} epochs each")
+    print(f"\n{n} training images, {size}px, batch {bs}, mobilenet_v1_025, base trainable from: {args.unfreeze}, {epochs} epochs each")
     for name, seconds in results.items():
         print(f"{name:<64} {seconds:7.2f} s")
     for name, times in epoch_times.items():
