@@ -7,6 +7,7 @@ from __future__ import annotations
 import argparse
 import csv
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -43,7 +44,12 @@ def add_commands(sub: Any) -> None:
             "joined by '+', or a file of 'class<TAB>imagenet classes' lines)."
         ),
     )
-    e.add_argument("--data", required=True, help="folder of class sub-folders, a CSV, or 'sample'")
+    e.add_argument(
+        "--data",
+        default=None,
+        help="folder of class sub-folders, a CSV, or 'sample'; without it, a run folder's held-out "
+        "split (split.csv). A run's training files are never scored",
+    )
     _add_model_arguments(e)
     e.add_argument("--map", dest="class_map", default=None, metavar="MAP", help="user class -> ImageNet classes (for the unchanged classifier)")
     e.add_argument("--output", default=None, help="write the metrics to this JSON file")
@@ -201,31 +207,52 @@ def run_evaluate(args: argparse.Namespace) -> int:
     from transferkit.data import index_source
     from transferkit.errors import ConfigError
 
-    index = index_source(args.data, args.path_column, args.label_column, args.split_column)
+    manifest = _run_manifest(args.model)
+    excluded = 0
+    if args.data is None:
+        if manifest is None:
+            raise ConfigError("pass --data, or --model a run folder (its split.csv names the held-out images)")
+        held_out = manifest.held_out_split()
+        files, label_list = manifest.subset(held_out)
+        class_names = list(manifest.class_names)
+        print(f"scoring the run's {held_out} split: {len(files)} images")
+    else:
+        index = index_source(args.data, args.path_column, args.label_column, args.split_column)
+        files, label_list, class_names = list(index.files), list(index.labels), list(index.class_names)
+        if manifest is not None:
+            trained = {os.path.abspath(f) for f in manifest.subset("train")[0]}
+            keep = [i for i, f in enumerate(files) if os.path.abspath(f) not in trained]
+            excluded = len(files) - len(keep)
+            files, label_list = [files[i] for i in keep], [label_list[i] for i in keep]
+            if excluded:
+                print(f"left out {excluded} images the model trained on (the run's split.csv)")
+    if not files:
+        raise ConfigError("no images left to score: every image of --data was a training image of this run")
     model, labels = load_classifier(args)
-    files, truth = list(index.files), np.asarray(index.labels)
+    truth = np.asarray(label_list)
     probs, done = predict_files(model, files, args.batch_size)
     truth = truth[done]
     if args.model is None:
         if not args.class_map:
             raise ConfigError(
                 "the unchanged classifier predicts ImageNet classes; pass --map to say which stand for "
-                f"your classes (e.g. --map {','.join(f'{c}={c}' for c in index.class_names)}), or --model a trained run"
+                f"your classes (e.g. --map {','.join(f'{c}={c}' for c in class_names)}), or --model a trained run"
             )
-        scores = imagenet.mapped_predictions(probs, imagenet.parse_class_map(args.class_map), index.class_names)
+        scores = imagenet.mapped_predictions(probs, imagenet.parse_class_map(args.class_map), class_names)
     else:
-        unknown = [c for c in index.class_names if c not in labels]
+        unknown = [c for c in class_names if c not in labels]
         if unknown:
             raise ConfigError(f"the model was not trained on class {unknown[0]!r}; its classes: {', '.join(labels)}")
-        scores = probs[:, [labels.index(c) for c in index.class_names]]
+        scores = probs[:, [labels.index(c) for c in class_names]]
     predicted = scores.argmax(axis=1)
     metrics: dict[str, Any] = {
         "accuracy": float((predicted == truth).mean()) if len(truth) else 0.0,
         "num_images": int(len(truth)),
         "skipped": len(files) - len(done),
+        "excluded_training_images": excluded,
         "per_class_accuracy": {
             c: float((predicted[truth == k] == k).mean()) if (truth == k).any() else None
-            for k, c in enumerate(index.class_names)
+            for k, c in enumerate(class_names)
         },
     }
     print(f"accuracy: {metrics['accuracy']:.4f} on {metrics['num_images']} images")
@@ -234,6 +261,17 @@ def run_evaluate(args: argparse.Namespace) -> int:
     if args.output:
         Path(args.output).write_text(json.dumps(metrics, indent=2) + "\n")
     return 0
+
+
+def _run_manifest(model: str | None) -> Any:
+    """The manifest of a run folder given as --model, if it has one."""
+    from transferkit.data.split import read_manifest
+
+    if model is None:
+        return None
+    folder = Path(model).expanduser()
+    folder = folder if folder.is_dir() else folder.parent
+    return read_manifest(folder / "split.csv") if (folder / "split.csv").is_file() else None
 
 
 def run_extract(args: argparse.Namespace) -> int:
