@@ -2,6 +2,8 @@
 
 Each family pins the parameter count of every name it registers in ``tests/pinned/<family>.json``
 (counts of ``create_model(name)``: the default input shape and the paper's number of classes).
+The smallest member of each family (``FAMILIES``) also goes through the training-side checks:
+gradients reach every weight, config and ``.keras`` round trips, freezing by stage.
 """
 
 from __future__ import annotations
@@ -9,10 +11,49 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import keras
 import numpy as np
 import pytest
 
 import transferkit as tk
+from transferkit.transfer import base_layers, stage_names
+from zoo_helpers import (
+    assert_gradients_reach_every_weight,
+    assert_same,
+    calibrate_batchnorm,
+    images,
+)
+
+SMALL = (32, 32, 3)
+# The smallest member of each family, with the small input and head it is built with below.
+FAMILIES: dict[str, dict] = {
+    "lenet5": {},
+    "lenet5_faithful": {},
+    "alexnet": dict(input_shape=(67, 67, 3), hidden_units=(32, 32)),  # 4096-wide FC is the head's
+    "vgg_a_lrn": dict(input_shape=SMALL, hidden_units=(16, 16)),
+    "googlenet": dict(input_shape=SMALL),
+    "resnet20": {},
+    "wrn_40_1": dict(input_shape=SMALL, block_dropout=0.2),
+    "densenet_bc100_k12": dict(input_shape=SMALL),
+    "efficientnet_b0": dict(input_shape=SMALL),
+    "mobilenet_v1_025": dict(input_shape=SMALL),
+}
+# Round trips. Untrained, these nets' outputs barely depend on the input until their BN statistics
+# are set from data as a trained net's are; they compare calibrated outputs at atol 1e-6.
+CALIBRATE_BN = {"resnet20", "efficientnet_b0"}
+# State a default build leaves trivial, set so that the round trip must carry it.
+ROUND_TRIP_WEIGHTS = {
+    "efficientnet_b0": {"stem_normalization": [np.full(3, 0.5), np.full(3, 0.3), np.array(7)]},
+}
+# Otherwise rtol 1e-5 and atol 1e-6 of the largest output; LeNet's, fixed:
+ROUND_TRIP_ATOL = {"lenet5": 1e-5, "lenet5_faithful": 1e-5}
+# Freezing: the stage named (else stage3), and (trainable, frozen) layers pinned by name so that
+# the rule "layers of a later stage train" is not vacuous for them.
+FREEZE_FROM = {"googlenet": "stage4"}
+FREEZE_SIDES = {
+    "wrn_40_1": (["stage3_block1_conv1"], ["stage2_block6_conv2"]),
+    "densenet_bc100_k12": (["stage3_transition_conv"], ["stage2_block16_conv2"]),  # into stage3
+}
 
 PINNED_DIR = Path(__file__).parent / "pinned"
 NAMES = tk.list_models()
@@ -78,3 +119,67 @@ def test_every_pin_names_a_registered_model() -> None:
 def test_unknown_name_lists_closest() -> None:
     with pytest.raises(tk.ConfigError, match="closest: mobilenet"):
         tk.create_model("mobilenet_v1_26")
+
+
+def test_every_family_has_a_representative() -> None:
+    families = {tk.get_model_info(n).family for n in NAMES}
+    assert families == {tk.get_model_info(n).family for n in FAMILIES}
+
+
+@pytest.mark.parametrize("name", list(FAMILIES))
+def test_gradients_reach_every_weight(name: str) -> None:
+    model = tk.create_model(name, num_classes=3, **FAMILIES[name])
+    assert_gradients_reach_every_weight(model, images(model.input_shape[1:]))
+
+
+@pytest.mark.parametrize("name", list(FAMILIES))
+def test_config_and_keras_round_trip(name: str, tmp_path: Path) -> None:
+    model = tk.create_model(name, num_classes=4, activation=None, **FAMILIES[name])
+    x = images(model.input_shape[1:], 4)
+    if name in CALIBRATE_BN:
+        calibrate_batchnorm(model, x)
+    for layer, weights in ROUND_TRIP_WEIGHTS.get(name, {}).items():
+        model.get_layer(layer).set_weights(weights)
+    expected = np.asarray(model(x, training=False))
+
+    def check(other: keras.Model) -> None:
+        actual = np.asarray(other(x, training=False))
+        if name in CALIBRATE_BN:
+            assert_same(actual, expected, atol=1e-6)
+        else:
+            assert expected.std(axis=0).mean() > 0  # the outputs depend on the input
+            atol = ROUND_TRIP_ATOL.get(name, 1e-6 * np.abs(expected).max())
+            np.testing.assert_allclose(actual, expected, rtol=1e-5, atol=atol)
+        # Same layers, same settings (custom layers, in-block dropout rates, ...).
+        for ours, theirs in zip(model.layers, other.layers, strict=True):
+            assert type(theirs) is type(ours), ours.name
+            assert theirs.get_config() == ours.get_config(), ours.name
+
+    clone = keras.Model.from_config(model.get_config())
+    clone.set_weights(model.get_weights())
+    check(clone)
+    path = tmp_path / f"{name}.keras"
+    model.save(path)
+    check(keras.saving.load_model(path))
+
+
+@pytest.mark.parametrize("name", list(FAMILIES))
+def test_freeze_by_stage(name: str) -> None:
+    model = tk.create_model(name, num_classes=3, **FAMILIES[name])
+    fixed = {w.path for w in model.non_trainable_weights}  # BN statistics, LeNet's RBF centres
+    start = FREEZE_FROM.get(name, "stage3")
+    tk.freeze(model, start)
+    stages = list(tk.get_model_info(name).stages)
+    assert stage_names(model) == stages
+    on = tuple(f"{stage}_" for stage in stages[stages.index(start) :])
+    layers = base_layers(model)
+    assert layers
+    for layer in layers:
+        is_bn = isinstance(layer, keras.layers.BatchNormalization)
+        assert layer.trainable == (layer.name.startswith(on) and not is_bn), layer.name
+    head = [l for l in model.layers if tk.head.is_head_layer(l)]
+    assert model.get_layer("predictions") in head and all(l.trainable for l in head)
+    assert not fixed & {w.path for w in model.trainable_weights}
+    trainable, frozen = FREEZE_SIDES.get(name, ([], []))
+    assert all(model.get_layer(n).trainable for n in trainable)
+    assert not any(model.get_layer(n).trainable for n in frozen)

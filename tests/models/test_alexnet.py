@@ -1,4 +1,7 @@
-"""AlexNet: per-layer counts against the paper's 60 million, the two towers, LRN, round trips."""
+"""AlexNet: per-layer counts against the paper's 60 million, the two towers, LRN.
+
+Gradients, config and .keras round trips and freezing by stage: tests/test_zoo.py.
+"""
 
 from __future__ import annotations
 
@@ -6,18 +9,11 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-import keras
 import transferkit as tk
 from transferkit.models import alexnet as a
-from transferkit.transfer import base_layers
 
 SMALL = (a.MIN_SIZE, a.MIN_SIZE, 3)
 STAGE_NAMES = tuple(name for name, _ in a.STAGES)
-SMALL_HEAD = {"hidden_units": (32, 32)}  # the 4096-wide FC layers are the shared head's
-
-
-def _images(shape: tuple[int, int, int], n: int = 2) -> np.ndarray:
-    return np.random.default_rng(0).uniform(0, 255, (n, *shape)).astype("float32")
 
 
 # (layer, weights + biases with the two towers, output map) at 227x227, 1000 classes.
@@ -83,40 +79,6 @@ def test_lrn_pooling_and_bias_init_follow_the_paper() -> None:
     assert [backbone.get_layer(f"{n}_conv").groups for n in STAGE_NAMES] == [1, 2, 1, 2, 2]
     info = tk.get_model_info("alexnet")
     assert info.head == {"pooling": "flatten", "hidden_units": (4096, 4096), "dropout": 0.5}
-
-
-def test_gradients_reach_every_weight() -> None:
-    model = tk.create_model("alexnet", num_classes=3, input_shape=SMALL, **SMALL_HEAD)
-    x = tf.constant(_images(SMALL))
-    with tf.GradientTape() as tape:
-        loss = tf.reduce_sum(model(x, training=False) * tf.constant([[1.0, -2.0, 0.5]]))
-    grads = tape.gradient(loss, model.trainable_weights)
-    for w, grad in zip(model.trainable_weights, grads):
-        assert grad is not None, w.path
-        assert float(tf.reduce_max(tf.abs(grad))) > 0, w.path
-
-
-def test_config_and_keras_round_trip(tmp_path) -> None:
-    model = tk.create_model("alexnet", num_classes=4, input_shape=SMALL, activation=None, **SMALL_HEAD)
-    x = _images(SMALL, 4)
-    expected = np.asarray(model(x, training=False))
-    assert expected.std(axis=0).mean() > 0
-    tol = {"rtol": 1e-5, "atol": 1e-6 * np.abs(expected).max()}
-    clone = keras.Model.from_config(model.get_config())
-    clone.set_weights(model.get_weights())
-    np.testing.assert_allclose(np.asarray(clone(x, training=False)), expected, **tol)
-    path = tmp_path / "alexnet.keras"
-    model.save(path)
-    loaded = keras.saving.load_model(path)
-    np.testing.assert_allclose(np.asarray(loaded(x, training=False)), expected, **tol)
-
-
-def test_freeze_by_stage() -> None:
-    model = tk.freeze(tk.create_model("alexnet", num_classes=3, input_shape=SMALL, **SMALL_HEAD), "stage3")
-    assert tk.transfer.stage_names(model) == list(STAGE_NAMES)
-    for layer in base_layers(model):
-        assert layer.trainable == layer.name.startswith(("stage3", "stage4", "stage5")), layer.name
-    assert model.get_layer("predictions").trainable
 
 
 @pytest.mark.parametrize(

@@ -1,40 +1,25 @@
-"""DenseNet: Keras weight compatibility, paper Table 1/2 counts, layouts, round trips, errors."""
+"""DenseNet: Keras weight compatibility, paper Table 1/2 counts, layouts, errors.
+
+Gradients, config and .keras round trips and freezing by stage: tests/test_zoo.py.
+"""
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
 
-import numpy as np
 import pytest
-import tensorflow as tf
 
 import keras
 import transferkit as tk
 from keras.src.applications import densenet as keras_densenet
 from transferkit.models import densenet as dn
-from transferkit.transfer import base_layers
 from transferkit.weights import copy_weights_by_order, get_record
+from zoo_helpers import assert_same, calibrate_batchnorm, images
 
 SMALL = (32, 32, 3)
 COMPAT = (64, 64, 3)
-SMALLEST = "densenet_bc100_k12"
 PINNED = json.loads((Path(__file__).parents[1] / "pinned" / "densenet.json").read_text())
-
-
-def _images(shape: tuple[int, int, int], n: int = 2) -> np.ndarray:
-    return np.random.default_rng(0).uniform(0, 255, (n, *shape)).astype("float32")
-
-
-def _calibrate_batchnorm(model: keras.Model, x: np.ndarray) -> None:
-    """Sets every BN's moving statistics to those of ``x``, so outputs carry signal as in a
-    trained net rather than drifting with the random-init statistics (mean 0, variance 1)."""
-    bns = [l for l in model.layers if isinstance(l, keras.layers.BatchNormalization)]
-    for bn in bns:
-        bn.momentum = 0.0
-    model(x, training=True)
-    for bn in bns:
-        bn.momentum = 0.99
 
 
 @pytest.mark.parametrize(
@@ -45,13 +30,11 @@ def test_matches_keras_applications(depth: int) -> None:
         weights=None, include_top=False, input_shape=COMPAT
     )
     ours = tk.create_backbone(f"densenet{depth}", input_shape=COMPAT)
-    x = _images(COMPAT, 4)
+    x = images(COMPAT, 4)
     ref_x = keras.applications.densenet.preprocess_input(x.copy())
-    _calibrate_batchnorm(ref, ref_x)
+    calibrate_batchnorm(ref, ref_x)
     copy_weights_by_order(ref, ours)
-    expected = np.asarray(ref(ref_x))
-    assert expected.std(axis=0).mean() > 1e-2, "outputs barely depend on the input"
-    np.testing.assert_allclose(np.asarray(ours(x)), expected, atol=1e-4)
+    assert_same(ours(x), ref(ref_x))
     # Same BN epsilon everywhere, same number of weights.
     assert {l.epsilon for l in ours.layers if isinstance(l, keras.layers.BatchNormalization)} == {1.001e-5}
     assert ours.count_params() == ref.count_params()
@@ -145,44 +128,6 @@ def test_pattern_names_and_options() -> None:
         "stage2_block1_conv1_dropout", "stage2_block1_conv2_dropout",
         "stage2_block2_conv1_dropout", "stage2_block2_conv2_dropout",
     ]
-
-
-def test_gradients_reach_every_weight() -> None:
-    model = tk.create_model(SMALLEST, num_classes=3, input_shape=SMALL)
-    x = tf.constant(_images(SMALL))
-    with tf.GradientTape() as tape:
-        loss = tf.reduce_sum(model(x, training=False) * tf.constant([[1.0, -2.0, 0.5]]))
-    grads = tape.gradient(loss, model.trainable_weights)
-    for w, grad in zip(model.trainable_weights, grads):
-        assert grad is not None, w.path
-        assert float(tf.reduce_max(tf.abs(grad))) > 0, w.path
-
-
-def test_config_and_keras_round_trip(tmp_path) -> None:
-    model = tk.create_model(SMALLEST, num_classes=4, input_shape=SMALL, activation=None)
-    x = _images(SMALL, 4)
-    expected = np.asarray(model(x, training=False))
-    assert expected.std(axis=0).mean() > 0
-    tol = {"rtol": 1e-5, "atol": 1e-6 * np.abs(expected).max()}
-    clone = keras.Model.from_config(model.get_config())
-    clone.set_weights(model.get_weights())
-    np.testing.assert_allclose(np.asarray(clone(x, training=False)), expected, **tol)
-    path = tmp_path / "densenet.keras"
-    model.save(path)
-    loaded = keras.saving.load_model(path)
-    np.testing.assert_allclose(np.asarray(loaded(x, training=False)), expected, **tol)
-
-
-def test_freeze_by_stage() -> None:
-    model = tk.freeze(tk.create_model(SMALLEST, num_classes=3, input_shape=SMALL), "stage3")
-    for layer in base_layers(model):
-        trainable = layer.name.startswith("stage3") and not isinstance(
-            layer, keras.layers.BatchNormalization
-        )
-        assert layer.trainable == trainable, layer.name
-    assert model.get_layer("stage3_transition_conv").trainable  # the transition into stage3
-    assert not model.get_layer("stage2_block16_conv2").trainable
-    assert model.get_layer("predictions").trainable
 
 
 @pytest.mark.parametrize(

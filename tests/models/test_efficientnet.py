@@ -1,4 +1,7 @@
-"""EfficientNet B0-B7: paper parameter counts, keras.applications weight compatibility, round trips."""
+"""EfficientNet B0-B7: paper parameter counts, keras.applications weight compatibility.
+
+Gradients, config and .keras round trips and freezing by stage: tests/test_zoo.py.
+"""
 
 from __future__ import annotations
 
@@ -8,13 +11,12 @@ from pathlib import Path
 import h5py
 import numpy as np
 import pytest
-import tensorflow as tf
 
 import keras
 import transferkit as tk
 from transferkit.models import efficientnet as eff
-from transferkit.transfer import base_layers
 from transferkit.weights import copy_weights_by_order, get_record
+from zoo_helpers import assert_same, calibrate_batchnorm, images
 
 SMALL = (32, 32, 3)
 COMPAT = (64, 64, 3)
@@ -27,41 +29,10 @@ def _params(variants: list[str], slow: tuple[str, ...]) -> list:
     return [pytest.param(v, marks=pytest.mark.slow) if v in slow else v for v in variants]
 
 
-def _images(shape: tuple[int, int, int], n: int = 2) -> np.ndarray:
-    return np.random.default_rng(0).uniform(0, 255, (n, *shape)).astype("float32")
-
-
 def _reference(variant: str, shape: tuple[int, int, int]) -> keras.Model:
     return getattr(keras.applications, f"EfficientNet{variant.upper()}")(
         weights=None, include_top=False, input_shape=shape
     )
-
-
-def _calibrate_batchnorm(model: keras.Model, x: np.ndarray) -> None:
-    """Sets every BatchNormalization's moving statistics to those of ``x``, like a trained net.
-
-    At random initialisation (moving mean 0, variance 1) the signal of a deep EfficientNet decays
-    to ~1e-6, which would make any output comparison vacuous. Stochastic depth is off while
-    calibrating so that inference on ``x`` sees the statistics it was calibrated with.
-    """
-    bns = [l for l in model.layers if isinstance(l, keras.layers.BatchNormalization)]
-    drops = {l: l.rate for l in model.layers if isinstance(l, keras.layers.Dropout)}
-    for bn in bns:
-        bn.momentum = 0.0
-    for layer in drops:
-        layer.rate = 0.0
-    model(x, training=True)
-    for bn in bns:
-        bn.momentum = 0.99
-    for layer, rate in drops.items():
-        layer.rate = rate
-
-
-def _assert_same(actual, expected, atol: float = 1e-4) -> None:
-    """allclose on outputs that carry signal."""
-    expected = np.asarray(expected)
-    assert expected.std(axis=0).mean() > 1e-2, "outputs barely depend on the input"
-    np.testing.assert_allclose(np.asarray(actual), expected, atol=atol)
 
 
 def _as_keras_weights_none_graph(ours: keras.Model) -> None:
@@ -94,11 +65,11 @@ def test_parameter_count_against_paper(variant: str) -> None:
 def test_matches_keras_applications(variant: str) -> None:
     ref = _reference(variant, COMPAT)
     ours = tk.create_backbone(f"efficientnet_{variant}", input_shape=COMPAT)
-    x = _images(COMPAT, 4)
-    _calibrate_batchnorm(ref, x)
+    x = images(COMPAT, 4)
+    calibrate_batchnorm(ref, x)
     copy_weights_by_order(ref, ours)
     _as_keras_weights_none_graph(ours)
-    _assert_same(ours(x), ref(x))
+    assert_same(ours(x), ref(x))
     # Stochastic depth rates match layer for layer.
     ref_drops = [l.rate for l in ref.layers if isinstance(l, keras.layers.Dropout)]
     our_drops = [l.rate for l in ours.layers if isinstance(l, keras.layers.Dropout)]
@@ -117,7 +88,7 @@ def test_stem_matches_keras_imagenet_stem() -> None:
     )
     ours = tk.create_backbone("efficientnet_b0", input_shape=SMALL)
     stem = keras.Model(ours.input, ours.get_layer("stem_rescaling_std").output)
-    x = _images(SMALL)
+    x = images(SMALL)
     np.testing.assert_allclose(np.asarray(stem(x)), np.asarray(keras_stem(x)), atol=1e-5)
     np.testing.assert_allclose(np.asarray(stem(x)), (x / 255.0 - mean) / std, atol=1e-5)
 
@@ -132,12 +103,12 @@ def _save_legacy_h5(model: keras.Model, path) -> None:
 
 def test_published_file_format_loads_by_order(tmp_path) -> None:
     ref = _reference("b0", COMPAT)
-    x = _images(COMPAT, 4)
+    x = images(COMPAT, 4)
     norm = next(l for l in ref.layers if isinstance(l, keras.layers.Normalization))
     # What the published files hold: the ImageNet mean, and the std stored as "variance".
     norm.set_weights([np.array(eff.IMAGENET_MEAN_RGB), np.array(eff.IMAGENET_STDDEV_RGB), np.array(0)])
     norm.finalize_state()  # Keras' Normalization caches its statistics; set_weights alone is unseen
-    _calibrate_batchnorm(ref, x)
+    calibrate_batchnorm(ref, x)
     path = tmp_path / "efficientnetb0_notop.h5"
     _save_legacy_h5(ref, path)
     ours = tk.create_backbone("efficientnet_b0", input_shape=COMPAT)
@@ -149,7 +120,7 @@ def test_published_file_format_loads_by_order(tmp_path) -> None:
     for a, b in zip(mine, theirs):
         np.testing.assert_array_equal(a, b)
     _as_keras_weights_none_graph(ours)
-    _assert_same(ours(x), ref(x))
+    assert_same(ours(x), ref(x))
 
 
 @pytest.mark.parametrize("variant", VARIANTS)
@@ -186,43 +157,6 @@ def test_layer_names_and_stages() -> None:
     assert tk.transfer.stage_names(model) == ["stem"] + [f"stage{i}" for i in range(1, 9)]
     assert [b for b in tk.transfer.block_names(model)][-1] == "stage7_block1"
     assert len(tk.transfer.block_names(model)) == 16
-
-
-def test_gradients_reach_every_weight() -> None:
-    model = tk.create_model("efficientnet_b0", num_classes=3, input_shape=SMALL)
-    x = tf.constant(_images(SMALL))
-    with tf.GradientTape() as tape:
-        loss = tf.reduce_sum(model(x, training=False) * tf.constant([[1.0, -2.0, 0.5]]))
-    grads = tape.gradient(loss, model.trainable_weights)
-    for w, grad in zip(model.trainable_weights, grads):
-        assert grad is not None, w.path
-        assert float(tf.reduce_max(tf.abs(grad))) > 0, w.path
-
-
-def test_config_and_keras_round_trip(tmp_path) -> None:
-    model = tk.create_model("efficientnet_b0", num_classes=4, input_shape=SMALL, activation=None)
-    x = _images(SMALL, 4)
-    _calibrate_batchnorm(model, x)
-    model.get_layer("stem_normalization").set_weights([np.full(3, 0.5), np.full(3, 0.3), np.array(7)])
-    expected = np.asarray(model(x, training=False))
-    clone = keras.Model.from_config(model.get_config())
-    clone.set_weights(model.get_weights())
-    _assert_same(clone(x, training=False), expected, atol=1e-6)
-    path = tmp_path / "efficientnet_b0.keras"
-    model.save(path)
-    loaded = keras.saving.load_model(path)
-    _assert_same(loaded(x, training=False), expected, atol=1e-6)
-
-
-def test_freeze_by_stage() -> None:
-    model = tk.freeze(tk.create_model("efficientnet_b0", num_classes=3, input_shape=SMALL), "stage3")
-    late = tuple(f"stage{i}_" for i in range(3, 9))
-    for layer in base_layers(model):
-        expected = layer.name.startswith(late) and not isinstance(
-            layer, keras.layers.BatchNormalization
-        )
-        assert layer.trainable == expected, layer.name
-    assert model.get_layer("predictions").trainable
 
 
 @pytest.mark.parametrize(

@@ -1,5 +1,8 @@
 """ResNet: paper parameter counts, keras.applications weight compatibility, block orders, shortcut
-options, plain networks, round trips and invalid combinations."""
+options, plain networks and invalid combinations.
+
+Gradients, config and .keras round trips and freezing by stage: tests/test_zoo.py.
+"""
 
 from __future__ import annotations
 
@@ -10,41 +13,21 @@ import h5py
 import keras
 import numpy as np
 import pytest
-import tensorflow as tf
 
 import transferkit as tk
 from transferkit.models import resnet as rn
 from transferkit.transfer import base_layers, block_names, stage_names
 from transferkit.weights import copy_weights_by_order, get_record
+from zoo_helpers import (
+    assert_gradients_reach_every_weight,
+    assert_same,
+    calibrate_batchnorm,
+    images,
+)
 
 SMALL = (32, 32, 3)
 COMPAT = (64, 64, 3)
 PINNED = json.loads((Path(__file__).parents[1] / "pinned" / "resnet.json").read_text())
-
-
-def _images(shape: tuple[int, int, int], n: int = 2) -> np.ndarray:
-    return np.random.default_rng(0).uniform(0, 255, (n, *shape)).astype("float32")
-
-
-def _calibrate_batchnorm(model: keras.Model, x: np.ndarray) -> None:
-    """Sets every BatchNormalization's moving statistics to those of ``x``, like a trained net.
-
-    At initialisation (moving mean 0, variance 1) activations grow or vanish block after block,
-    which would make output comparisons vacuous.
-    """
-    bns = [l for l in model.layers if isinstance(l, keras.layers.BatchNormalization)]
-    for bn in bns:
-        bn.momentum = 0.0
-    model(x, training=True)
-    for bn in bns:
-        bn.momentum = 0.99
-
-
-def _assert_same(actual, expected, atol: float = 1e-4) -> None:
-    """allclose on outputs that carry signal."""
-    expected = np.asarray(expected)
-    assert expected.std(axis=0).mean() > 1e-2, "outputs barely depend on the input"
-    np.testing.assert_allclose(np.asarray(actual), expected, atol=atol)
 
 
 # --- parameter counts -------------------------------------------------------------------------
@@ -108,7 +91,7 @@ def _check_published_format(ref, name, x, expected, tmp_path) -> None:
     _save_legacy_h5(ref, path)
     fresh = tk.create_backbone(name, input_shape=COMPAT)
     tk.weights.load_weights_file(fresh, path)
-    _assert_same(fresh(x), expected)
+    assert_same(fresh(x), expected)
 
 
 @pytest.mark.parametrize(
@@ -120,13 +103,13 @@ def test_matches_keras_applications(name: str, keras_name: str, module: str, tmp
         weights=None, include_top=False, input_shape=COMPAT
     )
     preprocess = getattr(keras.applications, module).preprocess_input
-    x = _images(COMPAT, 4)
-    _calibrate_batchnorm(ref, preprocess(x.copy()))
+    x = images(COMPAT, 4)
+    calibrate_batchnorm(ref, preprocess(x.copy()))
     expected = ref(preprocess(x.copy()))
 
     ours = tk.create_backbone(name, input_shape=COMPAT)
     copy_weights_by_order(ref, ours)
-    _assert_same(ours(x), expected)
+    assert_same(ours(x), expected)
 
     if not name.startswith(("resnet101", "resnet152")):  # file format: once per layout
         _check_published_format(ref, name, x, expected, tmp_path)
@@ -243,7 +226,7 @@ def test_block_orders(order: str) -> None:
         "relu_preact": ["relu", "conv", "bn", "relu", "conv", "bn", "add"],
         "full_preact": ["bn", "relu", "conv", "bn", "relu", "conv", "add"],
     }[order]
-    y = np.asarray(model(_images(SMALL), training=False))
+    y = np.asarray(model(images(SMALL), training=False))
     assert np.isfinite(y).all()
 
 
@@ -276,41 +259,9 @@ def test_pattern_names() -> None:
 # --- training behaviour ----------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("overrides", [{}, {"block_order": "full_preact", "shortcut": "C"}])
-def test_gradients_reach_every_weight(overrides: dict) -> None:
-    model = tk.create_model("resnet20", num_classes=3, **overrides)
-    x = tf.constant(_images(SMALL))
-    with tf.GradientTape() as tape:
-        loss = tf.reduce_sum(model(x, training=False) * tf.constant([[1.0, -2.0, 0.5]]))
-    grads = tape.gradient(loss, model.trainable_weights)
-    for w, grad in zip(model.trainable_weights, grads):
-        assert grad is not None, w.path
-        assert float(tf.reduce_max(tf.abs(grad))) > 0, w.path
-
-
-def test_config_and_keras_round_trip(tmp_path) -> None:
-    model = tk.create_model("resnet20", num_classes=4, activation=None)
-    x = _images(SMALL, 4)
-    _calibrate_batchnorm(model, x)
-    expected = np.asarray(model(x, training=False))
-    clone = keras.Model.from_config(model.get_config())
-    clone.set_weights(model.get_weights())
-    _assert_same(clone(x, training=False), expected, atol=1e-6)
-    path = tmp_path / "resnet20.keras"
-    model.save(path)
-    loaded = keras.saving.load_model(path)
-    assert isinstance(loaded.get_layer("stage2_block1_shortcut"), rn.ZeroPadShortcut)
-    _assert_same(loaded(x, training=False), expected, atol=1e-6)
-
-
-def test_freeze_by_stage() -> None:
-    model = tk.freeze(tk.create_model("resnet20", num_classes=3), "stage3")
-    for layer in base_layers(model):
-        expected = layer.name.startswith("stage3_") and not isinstance(
-            layer, keras.layers.BatchNormalization
-        )
-        assert layer.trainable == expected, layer.name
-    assert model.get_layer("predictions").trainable
+def test_gradients_reach_every_weight_of_full_preact_option_c() -> None:
+    model = tk.create_model("resnet20", num_classes=3, block_order="full_preact", shortcut="C")
+    assert_gradients_reach_every_weight(model, images(SMALL))
 
 
 # --- invalid combinations --------------------------------------------------------------------

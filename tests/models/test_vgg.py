@@ -1,4 +1,7 @@
-"""VGG A-E: Table 2 counts, Table 1 layouts, keras.applications VGG16/VGG19 weights, round trips."""
+"""VGG A-E: Table 2 counts, Table 1 layouts, keras.applications VGG16/VGG19 weights.
+
+Gradients, config and .keras round trips and freezing by stage: tests/test_zoo.py.
+"""
 
 from __future__ import annotations
 
@@ -7,23 +10,17 @@ import dataclasses
 import h5py
 import numpy as np
 import pytest
-import tensorflow as tf
 
 import keras
 import transferkit as tk
 from keras.src.legacy.saving import legacy_h5_format
 from transferkit import weights as weights_lib
 from transferkit.models import vgg
-from transferkit.transfer import base_layers
+from zoo_helpers import images
 
 SMALL = (32, 32, 3)
 COMPAT = (64, 64, 3)
-SMALL_HEAD = {"hidden_units": (16, 16)}  # the 4096-wide FC layers are the shared head's
 NAMES = [f"vgg_{config}" for config in vgg.CONFIGS]
-
-
-def _images(shape: tuple[int, int, int], n: int = 2) -> np.ndarray:
-    return np.random.default_rng(0).uniform(0, 255, (n, *shape)).astype("float32")
 
 
 # Table 2, millions (rounded); our exact counts at 224x224 with 1000 classes.
@@ -89,7 +86,7 @@ def test_aliases_heads_and_records() -> None:
 
 
 def _compare_with_keras(reference: keras.Model, ours: keras.Model) -> None:
-    raw = _images(COMPAT)
+    raw = images(COMPAT)
     expected = np.asarray(reference(keras.applications.vgg16.preprocess_input(raw.copy())))
     np.testing.assert_allclose(np.asarray(ours(raw)), expected, atol=1e-4)
     assert expected.std() > 0
@@ -135,44 +132,8 @@ def test_batch_norm_form() -> None:
     convs = [l for l in plain.layers if isinstance(l, keras.layers.Conv2D)]
     # Each conv drops its bias (c) and gains gamma, beta, moving mean and variance (4c).
     assert bn.count_params() - plain.count_params() == sum(3 * l.filters for l in convs)
-    y = np.asarray(bn(_images(SMALL), training=False))
+    y = np.asarray(bn(images(SMALL), training=False))
     assert y.shape == (2, 1, 1, 512) and np.isfinite(y).all()
-
-
-def test_gradients_reach_every_weight() -> None:
-    model = tk.create_model("vgg_a", num_classes=3, input_shape=SMALL, **SMALL_HEAD)
-    x = tf.constant(_images(SMALL))
-    with tf.GradientTape() as tape:
-        loss = tf.reduce_sum(model(x, training=False) * tf.constant([[1.0, -2.0, 0.5]]))
-    grads = tape.gradient(loss, model.trainable_weights)
-    for w, grad in zip(model.trainable_weights, grads):
-        assert grad is not None, w.path
-        assert float(tf.reduce_max(tf.abs(grad))) > 0, w.path
-
-
-def test_config_and_keras_round_trip(tmp_path) -> None:
-    model = tk.create_model(
-        "vgg_a_lrn", num_classes=4, input_shape=SMALL, activation=None, **SMALL_HEAD
-    )
-    x = _images(SMALL, 4)
-    expected = np.asarray(model(x, training=False))
-    assert expected.std(axis=0).mean() > 0
-    tol = {"rtol": 1e-5, "atol": 1e-6 * np.abs(expected).max()}
-    clone = keras.Model.from_config(model.get_config())
-    clone.set_weights(model.get_weights())
-    np.testing.assert_allclose(np.asarray(clone(x, training=False)), expected, **tol)
-    path = tmp_path / "vgg_a_lrn.keras"
-    model.save(path)
-    loaded = keras.saving.load_model(path)
-    np.testing.assert_allclose(np.asarray(loaded(x, training=False)), expected, **tol)
-
-
-def test_freeze_by_stage() -> None:
-    model = tk.freeze(tk.create_model("vgg_a", num_classes=3, input_shape=SMALL, **SMALL_HEAD), "stage3")
-    assert tk.transfer.stage_names(model) == [f"stage{s}" for s in range(1, 6)]
-    for layer in base_layers(model):
-        assert layer.trainable == layer.name.startswith(("stage3", "stage4", "stage5")), layer.name
-    assert model.get_layer("head_fc1").trainable and model.get_layer("predictions").trainable
 
 
 @pytest.mark.parametrize(
