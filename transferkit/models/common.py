@@ -30,6 +30,21 @@ def conv_bn_act(
     return x
 
 
+def padded_conv(
+    x: Any, filters: int, kernel: int, stride: int, name: str, use_bias: bool = False
+) -> Any:
+    """A convolution padded as the Torch/Caffe references pad it: symmetric ``kernel // 2``
+    (layer ``{name}_pad``) when strided, ``same`` otherwise."""
+    if kernel > 1 and stride > 1:
+        x = keras.layers.ZeroPadding2D(kernel // 2, name=f"{name}_pad")(x)
+        padding = "valid"
+    else:
+        padding = "same"
+    return keras.layers.Conv2D(
+        filters, kernel, strides=stride, padding=padding, use_bias=use_bias, name=name
+    )(x)
+
+
 def check_min_size(x: Any, minimum: int, model: str) -> None:
     """Raises ConfigError when the spatial input is smaller than the network can downsample."""
     from transferkit.errors import ConfigError

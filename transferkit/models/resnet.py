@@ -23,7 +23,7 @@ import keras
 from keras import ops
 
 from transferkit.errors import ConfigError
-from transferkit.models.common import check_min_size
+from transferkit.models.common import check_min_size, padded_conv
 from transferkit.registry import ModelInfo, register_model, register_pattern
 from transferkit.weights import PretrainedWeights, register_weights
 
@@ -118,18 +118,6 @@ def _norm_act(x: Any, ops_: tuple[str, ...], name: str) -> Any:
     return x
 
 
-def _conv(x: Any, filters: int, kernel: int, stride: int, bias: bool, name: str) -> Any:
-    """A convolution padded as the references pad it: symmetric ``kernel // 2`` when strided."""
-    if kernel > 1 and stride > 1:
-        x = keras.layers.ZeroPadding2D(kernel // 2, name=f"{name}_pad")(x)
-        padding = "valid"
-    else:
-        padding = "same"
-    return keras.layers.Conv2D(
-        filters, kernel, strides=stride, padding=padding, use_bias=bias, name=name
-    )(x)
-
-
 def residual_block(
     x: Any,
     filters: int,
@@ -190,7 +178,7 @@ def residual_block(
     for i, (kernel, width) in enumerate(zip(kernels, widths), start=1):
         post = after_last if i == len(kernels) else ("bn", "relu")
         conv_stride = stride if i == strided_conv else 1
-        y = _conv(y, width, kernel, conv_stride, bias("bn" in post), f"{name}_conv{i}")
+        y = padded_conv(y, width, kernel, conv_stride, f"{name}_conv{i}", use_bias=bias("bn" in post))
         y = _norm_act(y, post, f"{name}_conv{i}")
     if residual is not None:
         y = keras.layers.Add(name=f"{name}_add")([residual, y])

@@ -32,7 +32,7 @@ from typing import Any
 import keras
 
 from transferkit.errors import ConfigError
-from transferkit.models.common import check_min_size
+from transferkit.models.common import check_min_size, padded_conv
 from transferkit.registry import Builder, ModelInfo, register_model, register_pattern
 
 BN_EPSILON = 1e-5  # the Torch references' value (no Keras weights exist to match)
@@ -95,18 +95,6 @@ def _bn_relu(x: Any, name: str) -> Any:
     return keras.layers.Activation("relu", name=f"{name}_relu")(x)
 
 
-def _conv(x: Any, filters: int, kernel: int, stride: int, name: str) -> Any:
-    """A bias-free convolution padded as Torch pads it (symmetric ``kernel // 2``) when strided."""
-    if kernel > 1 and stride > 1:
-        x = keras.layers.ZeroPadding2D(kernel // 2, name=f"{name}_pad")(x)
-        padding = "valid"
-    else:
-        padding = "same"
-    return keras.layers.Conv2D(
-        filters, kernel, strides=stride, padding=padding, use_bias=False, name=name
-    )(x)
-
-
 def wide_block(
     x: Any,
     filters: int,
@@ -147,7 +135,7 @@ def wide_block(
         last = i == len(kernels) - 1
         conv_name = f"{name}_conv{i + 1}"
         width = out_filters if last else filters
-        y = _conv(y, width, kernel, stride if i == strided else 1, conv_name)
+        y = padded_conv(y, width, kernel, stride if i == strided else 1, conv_name)
         if last:
             break
         y = _bn_relu(y, conv_name)
@@ -292,7 +280,7 @@ def wide_resnet(
     check_min_size(x, total_stride, f"WRN-{depth}-{width}")
 
     # Pre-activation stems end at the conv: the first block's BN-ReLU follows it.
-    x = _conv(x, stem_filters, stem_kernel, stem_stride, "stem_conv")
+    x = padded_conv(x, stem_filters, stem_kernel, stem_stride, "stem_conv")
     if not layout["preact"]:
         x = _bn_relu(x, "stem")
     if stem_pool:
