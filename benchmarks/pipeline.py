@@ -1,19 +1,25 @@
-"""Input-pipeline benchmark: is the model ever waiting for data?
+"""Input-pipeline benchmark: is the model ever waiting for data, and what does an epoch cost?
 
-One run, one model (mobilenet_v1_025, ImageNet weights, 224 px, batch 32; by default a fine-tune
-epoch with the whole base trainable, ``--unfreeze none`` for the recipe's phase 1 with a frozen
-base), the same training images (80% of each class), timed side by side:
+One run, one model (mobilenet_v1_025, ImageNet weights, 224 px, batch 32), the same training
+images (80% of each class), timed side by side for each setting of what trains:
 
-  (a) transferkit's pipeline (``load_data``: reduced-size JPEG decode, cache, shuffle, prefetch),
-      with its default augmentation and without any;
-  (b) the Keras guide's pipeline: ``image_dataset_from_directory`` + ``prefetch``, with the same
-      augmentation mapped on as the guide does, and without;
-  (c) ``model.fit`` on the same images already in memory as tensors: the compute limit.
+  (a) transferkit: ``load_data`` (reduced-size JPEG decode, cache, shuffle, prefetch); when part
+      of the base is frozen and images are not augmented, ``finetune`` also computes the frozen
+      layers once per image (:func:`transferkit.transfer.frozen_prefix`) and each epoch trains
+      only the rest, which this times too;
+  (b) the Keras guide's pipeline: ``image_dataset_from_directory`` + ``prefetch``, the whole
+      model run every step;
+  (c) ``model.fit`` on the same images already in memory as tensors, the whole model run every
+      step: the compute limit of a pipeline that feeds images.
 
-Epoch time is the median of the epochs after the first (the first includes tracing and, for
-(a), nothing else: decoding happens in ``load_data``'s cache pass, timed separately).
+Settings: ``stage5`` (the last stage trains: ``finetune``'s default phase 2), ``all`` (the whole
+base trains) and ``augment`` (the whole base, with flip/rotation/zoom: transferkit's fused
+augmentation vs the same Keras layers mapped on as the guide does). Epochs are interleaved (one
+epoch of each run in turn, ``--rounds`` times) so that a busy moment of the machine hits every
+run alike; each run's first epoch (tracing) is left out and the median of the rest reported.
+One-time costs (decode pass, frozen-layer pass) are reported separately.
 
-    PYTHONPATH=. python benchmarks/pipeline.py [--data ../shared/data/hymenoptera_train] [--epochs 4]
+    PYTHONPATH=. python benchmarks/pipeline.py [--data ../shared/data/hymenoptera_train] [--rounds 6]
 """
 
 from __future__ import annotations
@@ -24,38 +30,17 @@ import statistics
 import sys
 import time
 from pathlib import Path
+from typing import Any, Callable
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 DEFAULT_DATA = REPO.parent / "shared" / "data" / "hymenoptera_train"
+SETTINGS = ("stage5", "all", "augment")
 
 
-class EpochTimer:
-    def __init__(self) -> None:
-        import keras
-
-        outer = self
-
-        class _Cb(keras.callbacks.Callback):
-            def on_epoch_begin(self, epoch, logs=None):  # noqa: ANN001
-                outer.start = time.perf_counter()
-
-            def on_epoch_end(self, epoch, logs=None):  # noqa: ANN001
-                outer.times.append(time.perf_counter() - outer.start)
-
-        self.times: list[float] = []
-        self.callback = _Cb()
-
-    def steady(self) -> float:
-        return statistics.median(self.times[1:] or self.times)
-
-
-UNFREEZE = "all"
-
-
-def fresh_model(size: int):  # noqa: ANN201
+def fresh_model(size: int, trainable_from: str) -> Any:
     import keras
 
     from transferkit import registry
@@ -63,95 +48,111 @@ def fresh_model(size: int):  # noqa: ANN201
 
     keras.utils.set_random_seed(0)
     model = registry.create_model("mobilenet_v1_025", num_classes=2, weights="imagenet", input_shape=(size, size, 3))
-    freeze(model, trainable_from=None if UNFREEZE == "none" else UNFREEZE)
-    model.compile(optimizer=keras.optimizers.Adam(1e-4 if UNFREEZE != "none" else 1e-2), loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    freeze(model, trainable_from=trainable_from)
     return model
 
 
-def timed_fit(x, epochs: int, size: int, **kwargs) -> list[float]:  # noqa: ANN001
-    timer = EpochTimer()
-    fresh_model(size).fit(x, epochs=epochs, verbose=0, callbacks=[timer.callback], **kwargs)
-    return timer.times
+def compiled(model: Any) -> Any:
+    import keras
+
+    model.compile(optimizer=keras.optimizers.Adam(1e-4), loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    return model
+
+
+def epoch_runner(model: Any, data: Any, **kwargs: Any) -> Callable[[], float]:
+    """One epoch of ``model.fit`` per call, timed (the train function is traced on the first)."""
+
+    def run() -> float:
+        start = time.perf_counter()
+        model.fit(data, epochs=1, verbose=0, **kwargs)
+        return time.perf_counter() - start
+
+    return run
 
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--data", default=str(DEFAULT_DATA))
-    p.add_argument("--epochs", type=int, default=4)
+    p.add_argument("--rounds", type=int, default=6, help="epochs of every run, interleaved (the first is tracing)")
     p.add_argument("--size", type=int, default=224)
     p.add_argument("--batch-size", type=int, default=32)
-    p.add_argument("--no-augment-runs", action="store_true", help="skip the runs with augmentation")
-    p.add_argument(
-        "--unfreeze",
-        default="all",
-        help="what of the base trains: 'all' (default, a fine-tune epoch), a stage name, or 'none' (phase 1)",
-    )
+    p.add_argument("--settings", default=",".join(SETTINGS), help=f"any of {', '.join(SETTINGS)}")
     args = p.parse_args()
-    global UNFREEZE
-    UNFREEZE = args.unfreeze
+    settings = [s.strip() for s in args.settings.split(",") if s.strip()]
 
     import keras
     import numpy as np
     import tensorflow as tf
 
+    from transferkit import features, transfer
     from transferkit.data import load_data
-    from transferkit.data.pipeline import build_augmentation, DEFAULT_AUGMENT
+    from transferkit.data.pipeline import DEFAULT_AUGMENT, parse_augment
 
-    size, bs, epochs = args.size, args.batch_size, args.epochs
-    results: dict[str, float] = {}
+    size, bs = args.size, args.batch_size
+    once: dict[str, float] = {}
 
     t = time.perf_counter()
     ours = load_data(args.data, size, bs, 0.2, 0, augment=False)
-    results["(a) load_data: index + check + decode pass"] = time.perf_counter() - t
+    once["(a) load_data: index, check, decode pass"] = time.perf_counter() - t
     ours_aug = load_data(args.data, size, bs, 0.2, 0, augment=True)
+    strengths = dict(parse_augment(DEFAULT_AUGMENT))
 
     def guide_ds(augment: bool) -> tf.data.Dataset:
         ds = keras.utils.image_dataset_from_directory(
             args.data, validation_split=0.2, subset="training", seed=0, image_size=(size, size), batch_size=bs, verbose=False
         )
-        if augment:
-            aug = build_augmentation(DEFAULT_AUGMENT, 0, size)
+        if augment:  # the guide's Keras layers, at transferkit's default strengths
+            aug = keras.Sequential([
+                keras.layers.RandomFlip(strengths["flip"], seed=0),
+                keras.layers.RandomRotation(strengths["rotation"], seed=1),
+                keras.layers.RandomZoom(strengths["zoom"], seed=2),
+            ])
             ds = ds.map(lambda x, y: (aug(x, training=True), y), num_parallel_calls=tf.data.AUTOTUNE)
         return ds.prefetch(tf.data.AUTOTUNE)
 
     t = time.perf_counter()
     for _ in guide_ds(False):
         pass
-    results["(b) image_dataset_from_directory: one decoding pass"] = time.perf_counter() - t
+    once["(b) image_dataset_from_directory: one decoding pass"] = time.perf_counter() - t
 
     x = np.concatenate([xb.numpy() for xb, _ in ours.train])
     y = np.concatenate([yb.numpy() for _, yb in ours.train])
-    n = len(x)
 
-    runs = [
-        ("(c) model.fit on in-memory tensors (compute limit)", lambda: timed_fit(x, epochs, size, y=y, batch_size=bs, shuffle=True)),
-        ("(a) transferkit pipeline, no augmentation", lambda: timed_fit(ours.train, epochs, size)),
-        ("(b) image_dataset_from_directory + prefetch, no augmentation", lambda: timed_fit(guide_ds(False), epochs, size)),
-    ]
-    if not args.no_augment_runs:
-        runs += [
-            (f"(a) transferkit pipeline, augment {DEFAULT_AUGMENT}", lambda: timed_fit(ours_aug.train, epochs, size)),
-            (f"(b) image_dataset_from_directory + prefetch, augment {DEFAULT_AUGMENT}", lambda: timed_fit(guide_ds(True), epochs, size)),
-        ]
-    epoch_times: dict[str, list[float]] = {}
-    for name, run in runs:
-        epoch_times[name] = run()
-        print(f"  {name}: epochs {', '.join(f'{s:.2f}' for s in epoch_times[name])} s", flush=True)
+    runs: dict[tuple[str, str], Callable[[], float]] = {}
+    for setting in settings:
+        trainable_from = "all" if setting in ("all", "augment") else setting
+        augment = setting == "augment"
+        runs[(setting, "c")] = epoch_runner(
+            compiled(fresh_model(size, trainable_from)), x, y=y, batch_size=bs, shuffle=True
+        )
+        model = compiled(fresh_model(size, trainable_from))
+        split = None if augment else transfer.frozen_prefix(model)
+        if split is None:
+            runs[(setting, "a")] = epoch_runner(model, (ours_aug if augment else ours).train)
+        else:
+            t = time.perf_counter()
+            cached, _ = features.cached_prefix_data(split[0], ours.train, None, bs, 0)
+            once[f"(a) {setting}: frozen layers, one pass"] = time.perf_counter() - t
+            runs[(setting, "a")] = epoch_runner(compiled(split[1]), cached)
+        runs[(setting, "b")] = epoch_runner(compiled(fresh_model(size, trainable_from)), guide_ds(augment))
 
-    c = statistics.median(epoch_times[runs[0][0]][1:])
-    print(f"\n{n} training images, {size}px, batch {bs}, mobilenet_v1_025, base trainable from: {args.unfreeze}, {epochs} epochs each")
-    for name, seconds in results.items():
-        print(f"{name:<64} {seconds:7.2f} s")
-    for name, times in epoch_times.items():
-        med = statistics.median(times[1:])
-        print(f"{name:<64} {med:7.2f} s/epoch  ({med / c:.2f}x compute limit)")
-    a = statistics.median(epoch_times[runs[1][0]][1:])
-    b = statistics.median(epoch_times[runs[2][0]][1:])
-    print(f"\nno augmentation: (b)/(a) = {b / a:.2f}x (target >= 1.5x); (a)/(c) = {a / c:.2f} (target <= 1.10)")
-    if not args.no_augment_runs:
-        a2 = statistics.median(epoch_times[runs[3][0]][1:])
-        b2 = statistics.median(epoch_times[runs[4][0]][1:])
-        print(f"augmentation:    (b)/(a) = {b2 / a2:.2f}x (target >= 1.5x); (a)/(c) = {a2 / c:.2f}")
+    times: dict[tuple[str, str], list[float]] = {key: [] for key in runs}
+    for r in range(args.rounds):
+        for key, run in runs.items():
+            times[key].append(run())
+        print(f"  round {r + 1}: " + ", ".join(f"{s}/{w} {times[(s, w)][-1]:.2f}" for s, w in runs), flush=True)
+
+    med = {key: statistics.median(v[1:] or v) for key, v in times.items()}
+    print(f"\n{len(y)} training images, {size}px, batch {bs}, mobilenet_v1_025, {args.rounds} interleaved rounds")
+    for name, seconds in once.items():
+        print(f"  one-time  {name:<56} {seconds:6.2f} s")
+    print(f"\n  {'setting':<9} {'(a) ours':>9} {'(b) guide':>10} {'(c) limit':>10} {'(b)/(a)':>8} {'(a)/(c)':>8}")
+    for setting in settings:
+        a, b, c = (med[(setting, w)] for w in "abc")
+        print(f"  {setting:<9} {a:8.2f}s {b:9.2f}s {c:9.2f}s {b / a:7.2f}x {a / c:8.2f}")
+    print("\n  targets: (b)/(a) >= 1.5x, (a)/(c) <= 1.10 (epoch seconds: medians after the first round)")
+    if "augment" in settings:
+        print(f"  augment: (a) maps transferkit's augmentation ({DEFAULT_AUGMENT}); (b) the Keras layers, same strengths")
 
 
 if __name__ == "__main__":

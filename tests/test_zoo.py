@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 
 import transferkit as tk
-from transferkit.transfer import base_layers, stage_names
+from transferkit.transfer import base_layers, frozen_prefix, stage_names
 from zoo_helpers import (
     assert_gradients_reach_every_weight,
     assert_same,
@@ -183,3 +183,42 @@ def test_freeze_by_stage(name: str) -> None:
     trainable, frozen = FREEZE_SIDES.get(name, ([], []))
     assert all(model.get_layer(n).trainable for n in trainable)
     assert not any(model.get_layer(n).trainable for n in frozen)
+
+
+# Families with randomness in the base (WRN's in-block dropout, EfficientNet's stochastic depth):
+# the frozen-prefix cache stops at the first such layer, which differs every training step.
+PREFIX_STOPS_AT = {"wrn_40_1": "stage1_block1_conv1_dropout", "efficientnet_b0": "stage2_block2_drop"}
+
+
+@pytest.mark.parametrize("name", list(FAMILIES))
+def test_frozen_prefix_splits_exactly(name: str) -> None:
+    model = tk.create_model(name, num_classes=3, **FAMILIES[name])
+    x = images(model.input_shape[1:], 4)
+    if name in CALIBRATE_BN:
+        calibrate_batchnorm(model, x)
+    start = FREEZE_FROM.get(name, "stage3")
+    tk.freeze(model, start)
+    prefix, suffix = frozen_prefix(model)
+    assert not prefix.trainable_weights
+    assert {w.path for w in suffix.trainable_weights} == {w.path for w in model.trainable_weights}
+    np.testing.assert_allclose(
+        np.asarray(suffix(prefix(x), training=False)), np.asarray(model(x, training=False)), rtol=1e-5, atol=1e-6
+    )
+    cached = {layer.name for layer in prefix.layers}
+    stop = PREFIX_STOPS_AT.get(name)
+    layers = base_layers(model)
+    if stop:
+        before = layers[: [l.name for l in layers].index(stop)]
+        assert stop not in cached
+    else:
+        stages = list(tk.get_model_info(name).stages)
+        before = [l for l in layers if not l.name.startswith(tuple(f"{s}_" for s in stages[stages.index(start) :]))]
+    assert before and not {l.name for l in before} - cached, sorted({l.name for l in before} - cached)[:5]
+    assert not any(l.trainable_weights for l in prefix.layers)
+    tk.freeze(model)  # the whole base frozen: the head trains on the pooled features
+    prefix, suffix = frozen_prefix(model)
+    assert "predictions" in {l.name for l in suffix.layers}
+    assert stop or all(tk.head.is_head_layer(l) for l in suffix.layers if l.weights)
+    tk.freeze(model, "all")  # everything trains: nothing to cache
+    assert frozen_prefix(model) is None
+

@@ -56,6 +56,10 @@ def add_commands(sub: Any) -> None:
     p.add_argument("--val-split", type=float, default=d.val_split, help="validation fraction per class")
     p.add_argument("--dropout", type=float, default=d.dropout)
     p.add_argument("--no-augment", dest="augment", action="store_false", help="no random flip/rotation/zoom")
+    p.add_argument(
+        "--no-frozen-cache", dest="frozen_cache", action="store_false",
+        help="recompute the frozen layers every epoch (by default, without augmentation, their output is cached)",
+    )
     p.add_argument("--seed", type=int, default=d.seed)
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     add_data_arguments(p)
@@ -129,6 +133,7 @@ def run_finetune(args: argparse.Namespace) -> int:
         seed=args.seed,
         dropout=args.dropout,
         augment=args.augment,
+        frozen_cache=args.frozen_cache,
         overwrite=args.overwrite,
         data_options=data_options_from_args(args),
     )

@@ -174,6 +174,56 @@ def dataset_features(extractor: keras.Model, dataset: Any, channels: int = 3) ->
     return np.concatenate(feats), np.concatenate(labels)
 
 
+# --- Frozen-prefix cache for fine-tuning ----------------------------------------------------------
+
+
+def prefix_bytes(prefix: keras.Model, n_images: int) -> int:
+    """Memory the outputs of ``prefix`` take for ``n_images`` images."""
+    return n_images * sum(
+        int(np.prod(t.shape[1:])) * np.dtype(keras.backend.standardize_dtype(t.dtype)).itemsize
+        for t in prefix.outputs
+    )
+
+
+def cached_prefix_data(
+    prefix: keras.Model, train: Any, val: Any, batch_size: int, seed: int = 0
+) -> tuple[Any, Any]:
+    """``train`` and ``val`` with their images replaced by the outputs of the frozen ``prefix``
+    (see :func:`transferkit.transfer.frozen_prefix`), computed in one pass and kept in memory.
+
+    ``train`` must not be augmented: its images must be the same every epoch. The returned
+    training data is reshuffled every epoch (seeded) and batched like the original.
+    """
+    import tensorflow as tf
+
+    run = tf.function(lambda x: prefix(x, training=False), input_signature=[
+        tf.TensorSpec((None, *prefix.input_shape[1:]), prefix.inputs[0].dtype)
+    ])
+
+    def computed(dataset: Any) -> tuple[Any, np.ndarray] | None:
+        outs: list[list[np.ndarray]] = [[] for _ in prefix.outputs]
+        labels = []
+        for images, y in dataset:
+            result = run(images)
+            for store, value in zip(outs, result if isinstance(result, (list, tuple)) else [result]):
+                store.append(np.asarray(value))
+            labels.append(np.asarray(y))
+        if not labels:
+            return None
+        arrays = tuple(np.concatenate(o) for o in outs)
+        return (arrays if len(arrays) > 1 else arrays[0]), np.concatenate(labels)
+
+    def dataset(arrays: tuple[Any, np.ndarray] | None, shuffle: bool) -> Any:
+        if arrays is None:
+            return None
+        ds = tf.data.Dataset.from_tensor_slices(arrays)
+        if shuffle:
+            ds = ds.shuffle(len(arrays[1]), seed=seed, reshuffle_each_iteration=True)
+        return ds.batch(batch_size).prefetch(tf.data.AUTOTUNE)
+
+    return dataset(computed(train), True), dataset(None if val is None else computed(val), False)
+
+
 # --- The extract run ----------------------------------------------------------------------------
 
 

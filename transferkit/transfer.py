@@ -187,6 +187,80 @@ def unfreeze_schedule(
     return plan
 
 
+# --- Splitting a classifier where training starts -----------------------------------------------
+
+# Layers whose output in training mode is random even with frozen weights.
+_STOCHASTIC = (
+    keras.layers.Dropout,
+    keras.layers.GaussianNoise,
+    keras.layers.GaussianDropout,
+    keras.layers.AlphaDropout,
+    keras.layers.SpatialDropout1D,
+    keras.layers.SpatialDropout2D,
+    keras.layers.SpatialDropout3D,
+)
+
+
+def _is_fixed(layer: Any) -> bool:
+    """Whether ``layer`` computes the same function in training as in inference, unchanged by
+    training: no trainable weights, no randomness, no BatchNormalization using batch statistics,
+    no losses it adds (activity regularizers)."""
+    for sub in layer._flatten_layers(include_self=True):
+        if sub.trainable_weights or isinstance(sub, _STOCHASTIC) or type(sub).__name__.startswith("Random"):
+            return False
+        if getattr(sub, "activity_regularizer", None) is not None:
+            return False
+    return True
+
+
+def frozen_prefix(model: keras.Model) -> tuple[keras.Model, keras.Model] | None:
+    """Cuts ``model`` where training starts, for caching what comes before.
+
+    The *prefix* is every layer whose output is fixed (see :func:`_is_fixed`) and computed only
+    from fixed layers; its output for an image never changes while the current :func:`freeze`
+    setting trains, so it can be computed once per image. The *suffix* maps those tensors (the
+    prefix's outputs) to the model's outputs and shares its layers with ``model``, so training
+    the suffix trains ``model`` in place, exactly as training ``model`` would.
+
+    Returns:
+        ``(prefix, suffix)``, or None when no convolution or dense layer comes before training
+        starts, or an input feeds a trained layer directly.
+    """
+    fixed: dict[int, bool] = {}
+    frontier: dict[int, Any] = {}
+    inputs = {id(t) for t in model.inputs}
+
+    def visit(tensor: Any) -> bool:
+        key = id(tensor)
+        if key not in fixed:
+            if key in inputs:
+                fixed[key] = True
+            else:
+                op, node_index, _ = tensor._keras_history
+                parents = op._inbound_nodes[node_index].input_tensors
+                ok = [visit(t) for t in parents]
+                fixed[key] = _is_fixed(op) and all(ok)
+                if not fixed[key]:
+                    frontier.update((id(t), t) for t, good in zip(parents, ok) if good)
+        return fixed[key]
+
+    for out in model.outputs:
+        if visit(out):
+            frontier[id(out)] = out
+    cut = [t for t in frontier.values() if id(t) not in inputs]
+    if not cut or len(cut) != len(frontier):
+        return None
+    def one_or_all(tensors: list[Any]) -> Any:
+        return tensors[0] if len(tensors) == 1 else tensors
+
+    cut = one_or_all(cut)
+    prefix = keras.Model(one_or_all(model.inputs), cut, name=f"{model.name}_frozen_prefix")
+    if not any(len(w.shape) >= 2 for w in prefix.weights):
+        return None  # no convolution or dense layer before training starts: nothing worth caching
+    suffix = keras.Model(cut, one_or_all(model.outputs), name=f"{model.name}_trained_suffix")
+    return prefix, suffix
+
+
 # --- Splitting a classifier at its head ---------------------------------------------------------
 
 
