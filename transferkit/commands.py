@@ -104,6 +104,11 @@ def add_finetune_arguments(p: argparse.ArgumentParser) -> None:
         "--channels", type=int, choices=(1, 3), default=None,
         help="1 trains on grey images; 3-channel weights are adapted by summing the first convolution's RGB kernels",
     )
+    g.add_argument(
+        "--distribute", choices=("mirrored", "multi_worker"), default=None,
+        help="tf.distribute: 'mirrored' over this machine's GPUs; 'multi_worker' as one worker of the "
+        "cluster in TF_CONFIG (every worker runs the same command; the chief writes the run folder)",
+    )
 
 
 def run_finetune(args: argparse.Namespace) -> int:
@@ -134,12 +139,13 @@ def run_finetune(args: argparse.Namespace) -> int:
         dropout=args.dropout,
         augment=args.augment,
         frozen_cache=args.frozen_cache,
+        distribute=args.distribute,
         overwrite=args.overwrite,
         data_options=data_options_from_args(args),
     )
     result = finetune(config, verbose=0 if args.quiet else 1)
     print(f"validation accuracy: {result.val_accuracy:.4f}")
-    print(f"run folder: {result.out}")
+    print(f"run folder: {result.out}" if result.out else "worker done (the chief writes the run folder)")
     return 0
 
 

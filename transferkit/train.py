@@ -13,7 +13,7 @@ from typing import Any
 
 import keras
 
-from transferkit import registry, runs
+from transferkit import distribute, registry, runs
 
 # The pipelines drop undecodable files, so their length is unknown until the first epoch ends.
 warnings.filterwarnings("ignore", message="Your input ran out of data")
@@ -61,6 +61,9 @@ class FinetuneConfig:
         frozen_cache: When training images are not augmented, compute the frozen part of the
             model once per image and train only the rest each epoch (phase 1 then trains the head
             on cached features); exact, and much faster. Used when it fits in half the free memory.
+        distribute: ``"mirrored"`` (every GPU of this machine) or ``"multi_worker"`` (this
+            machine is one worker of the cluster in ``TF_CONFIG``; the chief writes the run
+            folder); None trains on the default device. ``batch_size`` is the global batch.
         overwrite: Replace an existing run folder (only once the new run is complete).
         data_options: CSV columns, tfds, test split, augmentation, class weights, cache.
     """
@@ -88,6 +91,7 @@ class FinetuneConfig:
     dropout: float = 0.2
     augment: bool = True
     frozen_cache: bool = True
+    distribute: str | None = None
     overwrite: bool = False
     data_options: DataOptions = dataclasses.field(default_factory=DataOptions)
 
@@ -96,7 +100,7 @@ class FinetuneConfig:
 class RunResult:
     """What a run produced."""
 
-    out: Path
+    out: Path | None  # None on a multi-worker cluster's non-chief workers
     val_accuracy: float
     model: keras.Model
     class_names: tuple[str, ...]
@@ -124,8 +128,9 @@ def checked_image_size(base: str, weights: str | None, image_size: int | None) -
     return size
 
 
-def _check(config: FinetuneConfig) -> tuple[Path, int]:
-    """Validates everything that can be checked before any data is read or anything written."""
+def _check(config: FinetuneConfig, chief: bool = True) -> tuple[Path, int]:
+    """Validates everything that can be checked before any data is read or anything written
+    (a non-chief worker writes nothing, so its ``out`` is not checked)."""
     for field in ("epochs", "fine_tune_epochs"):
         if getattr(config, field) < 0:
             raise ConfigError(f"{field} must be 0 or more, got {getattr(config, field)}")
@@ -145,7 +150,7 @@ def _check(config: FinetuneConfig) -> tuple[Path, int]:
     transfer.make_optimizer(config.optimizer)
     transfer.check_precision(config.mixed_precision)
     out = config.out or default_out(config.base)
-    out_dir = runs.check_out_dir(out, config.overwrite)
+    out_dir = runs.check_out_dir(out, config.overwrite) if chief else Path(out)
     info = registry.get_model_info(config.base)
     size = checked_image_size(info.name, config.weights, config.image_size)
     if config.unfreeze_from not in (None, "all") and config.fine_tune_epochs:
@@ -187,14 +192,16 @@ def finetune(config: FinetuneConfig, verbose: int = 1) -> RunResult:
     Returns:
         The run folder, final validation accuracy, trained model, class names and history.
     """
-    with transfer.precision(config.mixed_precision):
-        return _finetune(config, verbose)
+    strategy = distribute.make_strategy(config.distribute)  # before TensorFlow runs anything
+    with transfer.precision(config.mixed_precision), distribute.scope(strategy):
+        return _finetune(config, verbose, strategy)
 
 
-def _finetune(config: FinetuneConfig, verbose: int = 1) -> RunResult:
+def _finetune(config: FinetuneConfig, verbose: int = 1, strategy: Any = None) -> RunResult:
     from transferkit.data import load_data
 
-    out_dir, size = _check(config)
+    chief = distribute.is_chief(strategy)
+    out_dir, size = _check(config, chief)
     data = load_data(
         config.data, size, config.batch_size, config.val_split, config.seed, config.augment,
         **config.data_options.kwargs(),
@@ -209,6 +216,7 @@ def _finetune(config: FinetuneConfig, verbose: int = 1) -> RunResult:
     log(
         f"transferkit: {config.base} ({config.weights or 'random init'}) on {data.count('train')} "
         f"training / {data.count('val')} validation images, {data.num_classes} classes, {size}px"
+        + (f", {distribute.replicas(strategy)} replicas ({config.distribute})" if strategy is not None else "")
     )
     if data.skipped:
         log(f"transferkit: skipped {len(data.skipped)} files that cannot be used as images (see skipped.txt)")
@@ -232,11 +240,14 @@ def _finetune(config: FinetuneConfig, verbose: int = 1) -> RunResult:
             initial_epoch=len(rows), epochs=len(rows) + epochs, verbose=verbose,
         )
         rows += _rows(h, "fine_tune", len(rows))
+    distribute.build_from_local_batch(model, data.val)
     val_loss, val_accuracy = model.evaluate(data.val, verbose=0)
-    return write_run(
-        out_dir, model, data, rows, float(val_accuracy), float(val_loss),
-        {**dataclasses.asdict(config), "mode": "finetune", "image_size": size},
-    )
+    with distribute.out_dir(out_dir, chief) as where:
+        result = write_run(
+            where, model, data, rows, float(val_accuracy), float(val_loss),
+            {**dataclasses.asdict(config), "mode": "finetune", "image_size": size, "num_replicas": distribute.replicas(strategy)},
+        )
+    return result if chief else dataclasses.replace(result, out=None)
 
 
 def _augmented(config: FinetuneConfig) -> bool:
@@ -268,6 +279,7 @@ def _fit(
             train, val = features.cached_prefix_data(prefix, data.train, data.val, config.batch_size, config.seed)
             target = suffix
             _compile(target, *compile_args)
+    distribute.build_from_local_batch(target, train)
     return target.fit(train, validation_data=val, shuffle=False, class_weight=data.class_weight, **kwargs)
 
 

@@ -36,6 +36,7 @@ import keras
 import keras_tuner
 from keras_tuner.engine import hyperparameters as kt_hp
 
+from transferkit import distribute as distribute_lib
 from transferkit import registry, runs, transfer
 from transferkit.errors import ConfigError
 from transferkit.head import POOLINGS
@@ -339,19 +340,9 @@ def distributed_role() -> str | None:
 
 
 def make_strategy(distribute: str | None) -> Any:
-    """The ``tf.distribute`` strategy each trial trains under; None for the default device.
-
-    ``"mirrored"`` replicates a trial over every GPU, or over every logical CPU device when
-    there is no GPU (how tests exercise it).
-    """
-    if distribute is None:
-        return None
-    if distribute not in DISTRIBUTIONS:
-        raise ConfigError(f"unknown distribute {distribute!r}; valid: {', '.join(DISTRIBUTIONS)}")
-    import tensorflow as tf
-
-    devices = tf.config.list_logical_devices("GPU") or tf.config.list_logical_devices("CPU")
-    return tf.distribute.MirroredStrategy([d.name for d in devices])
+    """The ``tf.distribute`` strategy each trial trains under (``"mirrored"``: every GPU, or
+    every logical CPU device when there is none); None for the default device."""
+    return distribute_lib.make_strategy(distribute, DISTRIBUTIONS)
 
 
 # --- The search ---------------------------------------------------------------------------------
