@@ -134,17 +134,21 @@ def _available_memory() -> int:
         return 4 << 30
 
 
-def _cache_target(cache: str, n_images: int, image_size: int, key: str, cache_dir: str | None) -> str | None:
-    """``"memory"``, a disk cache file prefix, or None, for ``--cache`` mode ``cache``."""
+def _cache_mode(cache: str, n_images: int, image_size: int) -> str | None:
+    """``"memory"``, ``"disk"`` or None, for ``--cache`` mode ``cache``."""
     if cache not in ("auto", "memory", "disk", "none"):
         raise ConfigError(f"cache must be auto, memory, disk or none, got {cache!r}")
-    if cache == "none":
-        return None
     if cache == "auto":
         fits = n_images * image_size * image_size * 3 <= MEMORY_CACHE_SHARE * _available_memory()
-        cache = "memory" if fits else "disk"
-    if cache == "memory":
-        return "memory"
+        return "memory" if fits else "disk"
+    return None if cache == "none" else cache
+
+
+def _cache_target(cache: str, n_images: int, image_size: int, key: str, cache_dir: str | None) -> str | None:
+    """``"memory"``, a disk cache file prefix, or None, for ``--cache`` mode ``cache``."""
+    mode = _cache_mode(cache, n_images, image_size)
+    if mode != "disk":
+        return mode
     folder = Path(cache_dir or Path(tempfile.gettempdir()) / "transferkit-cache")
     folder.mkdir(parents=True, exist_ok=True)
     prefix = folder / key
@@ -241,24 +245,43 @@ def load_data(
     else:
         splits = stratified_split(labels, val_split, seed, index.class_names, test_split)
 
-    pipes: dict[str, Any] = {}
-    failed: set[int] = set()
-    for split in SPLITS:
-        rows = [i for i, s in enumerate(splits) if s == split]
-        if not rows:
-            continue
-        key = _key([files[i] for i in rows], [sizes[i] for i in rows] if sizes else None, orientations, image_size)
-        target = _cache_target(cache, len(rows), image_size, f"{split}-{key}", cache_dir)
-        decoded = pipeline.decoded_dataset(
+    def decode(rows: list[int], target: str | None) -> Any:
+        return pipeline.decoded_dataset(
             [files[i] for i in rows], [labels[i] for i in rows], image_size,
             [formats[i] for i in rows], [orientations[i] for i in rows], target, [ratios[i] for i in rows],
         )
-        if target is not None:
-            done, _ = pipeline.fill_cache(decoded)
-            failed |= set(rows) - {rows[j] for j in done}
-        buffer = len(rows) if target in (None, "memory") else min(len(rows), 4096)
+
+    rows_of = {split: [i for i, s in enumerate(splits) if s == split] for split in SPLITS}
+    rows_of = {split: rows for split, rows in rows_of.items() if rows}
+    decoded: dict[str, Any] = {}
+    failed: set[int] = set()
+    in_memory = _cache_mode(cache, len(files), image_size) == "memory"
+    if in_memory:
+        # One decoding pass and one set of decoders for all splits: each split is its run of
+        # the one cache (rows in split order, which the decoded dataset keeps).
+        order = [i for rows in rows_of.values() for i in rows]
+        everything = decode(order, "memory")
+        done = {order[j] for j in pipeline.fill_cache(everything)[0]}
+        failed = set(order) - done
+        start = 0
+        for split, rows in rows_of.items():
+            n = sum(1 for i in rows if i in done)
+            decoded[split] = everything.skip(start).take(n)
+            start += n
+    else:
+        for split, rows in rows_of.items():
+            # One cache per split, so an epoch reads only its own split from disk.
+            key = _key([files[i] for i in rows], [sizes[i] for i in rows] if sizes else None, orientations, image_size)
+            target = _cache_target(cache, len(files), image_size, f"{split}-{key}", cache_dir)
+            decoded[split] = decode(rows, target)
+            if target is not None:
+                done_in_split, _ = pipeline.fill_cache(decoded[split])
+                failed |= set(rows) - {rows[j] for j in done_in_split}
+    pipes: dict[str, Any] = {}
+    for split, rows in rows_of.items():
+        buffer = len(rows) if in_memory or cache == "none" else min(len(rows), 4096)
         pipes[split] = pipeline.batched(
-            decoded, batch_size, training=split == "train", seed=seed, augmentation=augmentation, shuffle_buffer=buffer
+            decoded[split], batch_size, training=split == "train", seed=seed, augmentation=augmentation, shuffle_buffer=buffer
         )
     skipped += [(files[i], "cannot be decoded (corrupt or truncated)") for i in sorted(failed)]
     used = [i for i in range(len(files)) if i not in failed]

@@ -9,7 +9,6 @@ epoch after the first costs only shuffling and batching, and the model is the bo
 
 from __future__ import annotations
 
-import functools
 import os
 from collections import defaultdict
 from collections.abc import Sequence
@@ -18,16 +17,18 @@ from typing import Any
 import keras
 import tensorflow as tf
 
+from transferkit.data.augment import STEPS as GEOMETRIC, RandomAffine
 from transferkit.errors import ConfigError
 
 AUTOTUNE = tf.data.AUTOTUNE
 _RATIOS = (1, 2, 4, 8)
-# What `--augment` accepts: name -> (default strength, layer factory).
+# What `--augment` accepts: name -> (default strength, layer factory). The geometric ones mean
+# what Keras' RandomFlip/Rotation/Zoom/Translation mean; build_augmentation fuses their runs.
 AUGMENTATIONS = {
-    "flip": ("horizontal", lambda v, s, size: keras.layers.RandomFlip(v, seed=s)),
-    "rotation": (0.05, lambda v, s, size: keras.layers.RandomRotation(float(v), seed=s)),
-    "zoom": (0.1, lambda v, s, size: keras.layers.RandomZoom(float(v), seed=s)),
-    "translation": (0.1, lambda v, s, size: keras.layers.RandomTranslation(float(v), float(v), seed=s)),
+    "flip": ("horizontal", lambda v, s, size: RandomAffine(flip=v, seed=s)),
+    "rotation": (0.05, lambda v, s, size: RandomAffine(rotation=float(v), seed=s)),
+    "zoom": (0.1, lambda v, s, size: RandomAffine(zoom=float(v), seed=s)),
+    "translation": (0.1, lambda v, s, size: RandomAffine(translation=float(v), seed=s)),
     "crop": (0.875, lambda v, s, size: _random_crop(float(v), s, size)),
     "contrast": (0.2, lambda v, s, size: keras.layers.RandomContrast(float(v), seed=s)),
     "brightness": (0.2, lambda v, s, size: keras.layers.RandomBrightness(float(v), seed=s)),
@@ -71,15 +72,34 @@ def parse_augment(spec: str | None) -> list[tuple[str, Any]]:
     return out
 
 
+def _runs(items: list[tuple[str, Any]]) -> list[list[tuple[int, str, Any]]]:
+    """``(index, name, value)`` grouped: each run of consecutive geometric items (a name at most
+    once per run) together, every other item alone."""
+    runs: list[list[tuple[int, str, Any]]] = []
+    for i, (name, value) in enumerate(items):
+        run = runs[-1] if runs else []
+        if name in GEOMETRIC and run and run[0][1] in GEOMETRIC and name not in {n for _, n, _ in run}:
+            run.append((i, name, value))
+        else:
+            runs.append([(i, name, value)])
+    return runs
+
+
 def build_augmentation(spec: str | None, seed: int = 0, image_size: int | None = None) -> keras.Sequential | None:
-    """Keras preprocessing layers for ``spec`` (see :func:`parse_augment`); None when empty."""
-    items = parse_augment(spec)
-    if not items:
-        return None
-    return keras.Sequential(
-        [AUGMENTATIONS[name][1](value, seed + i, image_size) for i, (name, value) in enumerate(items)],
-        name="augmentation",
-    )
+    """Preprocessing layers for ``spec`` (see :func:`parse_augment`); None when empty.
+
+    Each run of consecutive geometric items (flip, rotation, zoom, translation) becomes one
+    :class:`RandomAffine`, one resample instead of one per item; the others are Keras layers.
+    """
+    layers: list[keras.layers.Layer] = []
+    for run in _runs(parse_augment(spec)):
+        first, name, value = run[0]
+        if name in GEOMETRIC:
+            steps = {n: v for _, n, v in run}
+            layers.append(RandomAffine(**steps, order=tuple(steps), seed=seed + first))
+        else:
+            layers.append(AUGMENTATIONS[name][1](value, seed + first, image_size))
+    return keras.Sequential(layers, name="augmentation") if layers else None
 
 
 def default_augmentation(seed: int = 0) -> keras.Sequential:
@@ -180,21 +200,22 @@ def square_resize(image: tf.Tensor, image_size: int, antialias: bool | None = No
 
     ``antialias`` None antialiases reductions of more than 2x (decided per image).
     """
-    shape = tf.shape(image)
-    h, w = shape[0], shape[1]
+    h, w, _ = tf.unstack(tf.shape(image), num=3)
     side = tf.minimum(h, w)
-    image = tf.image.crop_to_bounding_box(image, (h - side) // 2, (w - side) // 2, side, side)
+    # A plain slice: tf.image.crop_to_bounding_box adds some 60 checking ops, traced per decoder
+    # and run per image.
+    image = tf.slice(image, tf.stack([(h - side) // 2, (w - side) // 2, 0]), tf.stack([side, side, -1]))
     # Antialiasing only pays for itself on big reductions; a reduced-size JPEG decode leaves
     # less than 2x to go, where bilinear is as good and half the cost.
     if antialias is not None:
         image = tf.image.resize(image, (image_size, image_size), antialias=antialias)
-        return tf.cast(tf.clip_by_value(tf.round(image), 0.0, 255.0), tf.uint8)
-    image = tf.cond(
-        side > 2 * image_size,
-        lambda: tf.image.resize(image, (image_size, image_size), antialias=True),
-        lambda: tf.image.resize(image, (image_size, image_size)),
-    )
-    return tf.cast(tf.clip_by_value(tf.round(image), 0.0, 255.0), tf.uint8)
+    else:
+        image = tf.cond(
+            side > 2 * image_size,
+            lambda: tf.image.resize(image, (image_size, image_size), antialias=True),
+            lambda: tf.image.resize(image, (image_size, image_size)),
+        )
+    return tf.saturate_cast(tf.round(image), tf.uint8)
 
 
 def load_image(
@@ -225,6 +246,12 @@ def decode_and_resize(path: tf.Tensor, image_size: int) -> tf.Tensor:
     return load_image(path, image_size)
 
 
+def _map(ds: tf.data.Dataset, fn: Any, **kwargs: Any) -> tf.data.Dataset:
+    """``ds.map(fn)`` without AutoGraph: our functions branch only on Python values, and
+    AutoGraph's source rewrite of the decoders costs over a second per process."""
+    return ds.map(tf.autograph.experimental.do_not_convert(fn), **kwargs)
+
+
 def decoded_dataset(
     files: Sequence[str],
     labels: Sequence[int],
@@ -236,48 +263,62 @@ def decoded_dataset(
 ) -> tf.data.Dataset:
     """Unbatched ``(index, uint8 image, int32 label)``, decoded in parallel.
 
-    Files are grouped by (format, JPEG ratio, orientation) and each group gets its own
-    branch-free decoder; groups follow each other (training shuffles anyway). A file that fails
-    to decode is dropped (never stops an epoch); its index is missing from the output, which is
-    how :func:`fill_cache` finds it. ``cache`` is ``"memory"``, a file prefix for an on-disk
-    cache, or None.
+    Files are grouped by (format, JPEG ratio) and each group gets its own branch-free decoder
+    (orientation too when the whole group has one), all decoding at once; the output keeps the
+    files' order. A file that
+    fails to decode is dropped (never stops an epoch); its index is missing from the output,
+    which is how :func:`fill_cache` finds it. ``cache`` is ``"memory"``, a file prefix for an
+    on-disk cache, or None.
     """
     n = len(files)
     formats = list(formats) if formats is not None else [0] * n
     orientations = list(orientations) if orientations is not None else [1] * n
-    groups: dict[tuple[int, int | None, int], list[int]] = defaultdict(list)
+    # Not by orientation too: every decoder costs a trace, and a per-image flip is cheap.
+    groups: dict[tuple[int, int | None], list[int]] = defaultdict(list)
     for i in range(n):
-        ratio = ratios[i] if ratios is not None and formats[i] == 1 else None
-        groups[(formats[i], ratio, orientations[i])].append(i)
+        groups[(formats[i], ratios[i] if ratios is not None and formats[i] == 1 else None)].append(i)
+    choice = [0] * n  # the group of each file
     parts = []
-    for (fmt, ratio, orientation), rows in sorted(groups.items(), key=lambda kv: kv[1][0]):
+    for group, ((fmt, ratio), rows) in enumerate(groups.items()):
+        for i in rows:
+            choice[i] = group
+        turns = {orientations[i] for i in rows}
+        fixed = turns.pop() if len(turns) == 1 else None  # else each image's own
         part = tf.data.Dataset.from_tensor_slices(
             (
                 tf.constant(rows, tf.int32),
                 tf.constant([files[i] for i in rows], tf.string),
                 tf.constant([labels[i] for i in rows], tf.int32),
+                tf.constant([orientations[i] for i in rows], tf.int32),
             )
         )
         parts.append(
-            part.map(
-                lambda i, p, y, f=fmt, r=ratio, o=orientation: (i, load_image(p, image_size, f, o, r), y),
+            _map(
+                part,
+                lambda i, p, y, o, f=fmt, r=ratio, fixed=fixed: (
+                    i, load_image(p, image_size, f, o if fixed is None else fixed, r), y
+                ),
                 num_parallel_calls=AUTOTUNE,
                 deterministic=True,
             )
         )
     if not parts:
-        parts.append(
-            tf.data.Dataset.from_tensor_slices(
-                (tf.zeros([0], tf.int32), tf.zeros([0, image_size, image_size, 3], tf.uint8), tf.zeros([0], tf.int32))
-            )
+        ds = tf.data.Dataset.from_tensor_slices(
+            (tf.zeros([0], tf.int32), tf.zeros([0, image_size, image_size, 3], tf.uint8), tf.zeros([0], tf.int32))
         )
-    ds = functools.reduce(lambda a, b: a.concatenate(b), parts).ignore_errors()
-    return _cached(ds, cache)
+    elif len(parts) == 1:
+        ds = parts[0]
+    else:
+        # Interleaved in file order, so the groups decode in parallel rather than one after the
+        # other (each small group would drain the pipeline), and a split is a contiguous run.
+        ds = tf.data.Dataset.choose_from_datasets(parts, tf.data.Dataset.from_tensor_slices(tf.constant(choice, tf.int64)))
+    return _cached(ds.ignore_errors(), cache)
 
 
 def decoded_tensor_dataset(images: tf.data.Dataset, image_size: int, cache: str | None = "memory") -> tf.data.Dataset:
     """Like :func:`decoded_dataset` for ``(image tensor, label)`` elements (tensorflow-datasets)."""
-    ds = images.enumerate().map(
+    ds = _map(
+        images.enumerate(),
         lambda i, xy: (tf.cast(i, tf.int32), _square_from_tensor(xy[0], image_size), tf.cast(xy[1], tf.int32)),
         num_parallel_calls=AUTOTUNE,
         deterministic=True,
@@ -308,7 +349,7 @@ def fill_cache(ds: tf.data.Dataset) -> tuple[list[int], list[int]]:
     and their labels."""
     done: list[int] = []
     labels: list[int] = []
-    for i, y in ds.map(lambda i, x, y: (i, y)).batch(1024).prefetch(2):
+    for i, y in _map(ds, lambda i, x, y: (i, y)).batch(1024).prefetch(2):
         done.extend(i.numpy().tolist())
         labels.extend(y.numpy().tolist())
     return done, labels
@@ -327,11 +368,11 @@ def batched(
     Training data is reshuffled every epoch (seeded) and augmented after the cache; validation
     and test data never.
     """
-    ds = decoded.map(lambda i, x, y: (x, y))
+    ds = _map(decoded, lambda i, x, y: (x, y))
     if training:
         ds = ds.shuffle(max(shuffle_buffer, 1), seed=seed, reshuffle_each_iteration=True)
     ds = ds.batch(batch_size)
-    ds = ds.map(lambda x, y: (tf.cast(x, tf.float32), y), num_parallel_calls=AUTOTUNE)
+    ds = _map(ds, lambda x, y: (tf.cast(x, tf.float32), y), num_parallel_calls=AUTOTUNE)
     if training and augmentation is not None:
         ds = ds.map(lambda x, y: (augmentation(x, training=True), y), num_parallel_calls=AUTOTUNE)
     return ds.prefetch(AUTOTUNE)
