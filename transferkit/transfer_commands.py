@@ -1,6 +1,7 @@
 """The use-as-is commands: ``predict`` (top-k labels of an unchanged pretrained model or of a
 trained run), ``evaluate`` (accuracy on a labelled dataset, optionally through a class map to
-ImageNet classes, with no training) and ``extract`` (a new head on cached frozen features)."""
+ImageNet classes, with no training; a report with plots) and ``extract`` (a new head on cached
+frozen features)."""
 
 from __future__ import annotations
 
@@ -53,6 +54,13 @@ def add_commands(sub: Any) -> None:
     _add_model_arguments(e)
     e.add_argument("--map", dest="class_map", default=None, metavar="MAP", help="user class -> ImageNet classes (for the unchanged classifier)")
     e.add_argument("--output", default=None, help="write the metrics to this JSON file")
+    e.add_argument(
+        "--report",
+        default=None,
+        metavar="DIR",
+        help="write an evaluation report (report.json, report.md, confusion matrix, per-class, training "
+        "curve and mistake plots) into DIR; default RUN/report/ when --model is a run folder",
+    )
     add_data_arguments(e, training=False)
     e.set_defaults(func=run_evaluate)
 
@@ -208,6 +216,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
     from transferkit.errors import ConfigError
 
     manifest = _run_manifest(args.model)
+    report_dir = _report_dir(args)
     excluded = 0
     if args.data is None:
         if manifest is None:
@@ -260,7 +269,18 @@ def run_evaluate(args: argparse.Namespace) -> int:
         print(f"  {c}: {acc:.4f}" if acc is not None else f"  {c}: -")
     if args.output:
         Path(args.output).write_text(json.dumps(metrics, indent=2) + "\n")
+    if report_dir is not None:
+        from transferkit.report import write_report
+
+        write_report(report_dir, truth, scores, class_names, files=[files[i] for i in done], history=_run_history(args.model))
+        print(f"report: {report_dir}")
     return 0
+
+
+def _run_folder(model: str) -> Path:
+    """The folder of a --model run folder or .keras file."""
+    folder = Path(model).expanduser()
+    return folder if folder.is_dir() else folder.parent
 
 
 def _run_manifest(model: str | None) -> Any:
@@ -269,9 +289,28 @@ def _run_manifest(model: str | None) -> Any:
 
     if model is None:
         return None
-    folder = Path(model).expanduser()
-    folder = folder if folder.is_dir() else folder.parent
+    folder = _run_folder(model)
     return read_manifest(folder / "split.csv") if (folder / "split.csv").is_file() else None
+
+
+def _report_dir(args: argparse.Namespace) -> Path | None:
+    """--report, else RUN/report/ when --model is a run folder; refused early if it is a file."""
+    from transferkit.report import check_report_dir
+
+    if args.report is not None:
+        return check_report_dir(args.report)
+    if args.model is not None and Path(args.model).expanduser().is_dir():
+        return check_report_dir(Path(args.model).expanduser() / "report")
+    return None
+
+
+def _run_history(model: str | None) -> list[dict[str, str]] | None:
+    """The per-epoch rows of a run folder given as --model (its history.csv), if it has them."""
+    path = _run_folder(model) / "history.csv" if model is not None else None
+    if path is None or not path.is_file():
+        return None
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))
 
 
 def run_extract(args: argparse.Namespace) -> int:
