@@ -40,6 +40,10 @@ def add_commands(sub: Any) -> None:
     p.add_argument("--out", default=None, help="run folder to create (default runs/<base>-<time>)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing --out folder")
     p.add_argument(
+        "--no-resume", dest="resume", action="store_false",
+        help="start again rather than resume an interrupted run with the same --out (by default it resumes)",
+    )
+    p.add_argument(
         "--weights",
         default=d.weights,
         help="'imagenet' (default), 'none' for random init, or a weights file",
@@ -141,6 +145,7 @@ def run_finetune(args: argparse.Namespace) -> int:
         frozen_cache=args.frozen_cache,
         distribute=args.distribute,
         overwrite=args.overwrite,
+        resume=args.resume,
         data_options=data_options_from_args(args),
     )
     result = finetune(config, verbose=0 if args.quiet else 1)

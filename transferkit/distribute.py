@@ -80,6 +80,14 @@ def out_dir(path: Path, chief: bool = True) -> Iterator[Path]:
         yield Path(tmp) / "run"
 
 
+def task_name(strategy: Any = None) -> str:
+    """``worker1``, ``chief0``...: this process's task in a multi-worker cluster; ``local`` otherwise."""
+    resolver = getattr(strategy, "cluster_resolver", None)
+    if getattr(resolver, "task_type", None) is None:
+        return "local"
+    return f"{resolver.task_type}{resolver.task_id}"
+
+
 def replicas(strategy: Any = None) -> int:
     return strategy.num_replicas_in_sync if strategy is not None else 1
 

@@ -9,6 +9,7 @@ import time
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
+from collections.abc import Sequence
 from typing import Any
 
 import keras
@@ -20,6 +21,7 @@ warnings.filterwarnings("ignore", message="Your input ran out of data")
 from transferkit.data.options import DataOptions
 from transferkit.errors import ConfigError
 from transferkit import transfer
+from transferkit.progress import Progress
 from transferkit.transfer import freeze
 
 
@@ -65,6 +67,7 @@ class FinetuneConfig:
             machine is one worker of the cluster in ``TF_CONFIG``; the chief writes the run
             folder); None trains on the default device. ``batch_size`` is the global batch.
         overwrite: Replace an existing run folder (only once the new run is complete).
+        resume: Carry on an interrupted run with the same settings (False discards its progress).
         data_options: CSV columns, tfds, test split, augmentation, class weights, cache.
     """
 
@@ -93,6 +96,7 @@ class FinetuneConfig:
     frozen_cache: bool = True
     distribute: str | None = None
     overwrite: bool = False
+    resume: bool = True
     data_options: DataOptions = dataclasses.field(default_factory=DataOptions)
 
 
@@ -182,22 +186,32 @@ def _rows(history: keras.callbacks.History, phase: str, first_epoch: int) -> lis
 history_rows = _rows
 
 
-def finetune(config: FinetuneConfig, verbose: int = 1) -> RunResult:
+def finetune(config: FinetuneConfig, verbose: int = 1, callbacks: Sequence[keras.callbacks.Callback] = ()) -> RunResult:
     """Runs the two-phase fine-tuning recipe and writes the run folder.
 
     Phase 1 trains the new head with the whole base frozen; phase 2 unfreezes the base from
     ``unfreeze_from`` (default: its last stage) and trains on at ``fine_tune_lr``. Frozen
     BatchNormalization layers stay in inference mode throughout.
 
+    An interrupted run resumes where it stopped when it is started again with the same settings
+    (see :mod:`transferkit.progress`).
+
+    Args:
+        config: The run's settings.
+        verbose: 0 for silence, 1 for Keras progress bars and transferkit's log lines.
+        callbacks: More Keras callbacks for every ``fit`` (TensorBoard, early stopping, ...).
+
     Returns:
         The run folder, final validation accuracy, trained model, class names and history.
     """
     strategy = distribute.make_strategy(config.distribute)  # before TensorFlow runs anything
     with transfer.precision(config.mixed_precision), distribute.scope(strategy):
-        return _finetune(config, verbose, strategy)
+        return _finetune(config, verbose, strategy, callbacks)
 
 
-def _finetune(config: FinetuneConfig, verbose: int = 1, strategy: Any = None) -> RunResult:
+def _finetune(
+    config: FinetuneConfig, verbose: int = 1, strategy: Any = None, callbacks: Sequence[keras.callbacks.Callback] = ()
+) -> RunResult:
     from transferkit.data import load_data
 
     chief = distribute.is_chief(strategy)
@@ -222,31 +236,45 @@ def _finetune(config: FinetuneConfig, verbose: int = 1, strategy: Any = None) ->
         log(f"transferkit: skipped {len(data.skipped)} files that cannot be used as images (see skipped.txt)")
     for note in data.notes:
         log(f"transferkit: {note}")
-    rows: list[dict[str, Any]] = []
     cache = config.frozen_cache and not _augmented(config)
-    if config.epochs:
-        log("transferkit: phase 1, training the new head on the frozen base")
-        freeze(model)
-        h = _fit(model, data, config, cache, log, (config.lr,), epochs=config.epochs, verbose=verbose)
-        rows += _rows(h, "head", 0)
+    settings = {**dataclasses.asdict(config), "image_size": size}
+    progress = Progress(out_dir, settings, config.resume, "" if chief else f".{distribute.task_name(strategy)}")
     target = transfer.resolve_unfreeze(model, config.unfreeze_from, config.unfreeze_last)
-    for start, epochs in transfer.unfreeze_schedule(model, target, config.fine_tune_epochs, config.gradual):
-        bn = "trainable" if config.train_bn else "frozen in inference mode"
-        log(f"transferkit: phase 2, fine-tuning the base from {start} for {epochs} epochs (BatchNormalization {bn})")
-        freeze(model, trainable_from=start, train_bn=config.train_bn)
-        h = _fit(
-            model, data, config, cache, log,
-            (config.fine_tune_lr or config.lr / 100, config.optimizer, config.lr_mult),
-            initial_epoch=len(rows), epochs=len(rows) + epochs, verbose=verbose,
+    steps = [(None, config.epochs)] if config.epochs else []
+    steps += transfer.unfreeze_schedule(model, target, config.fine_tune_epochs, config.gradual)
+    if progress.resuming:
+        log(f"transferkit: resuming an interrupted run after epoch {len(progress.rows)} ({progress.folder})")
+    first_epoch = 0
+    for step, (start, epochs) in enumerate(steps):
+        phase = "head" if start is None else "fine_tune"
+        if step < progress.done:
+            first_epoch += epochs
+            continue
+        progress.restore(model, step)
+        if start is None:
+            log("transferkit: phase 1, training the new head on the frozen base")
+            freeze(model)
+            compile_args: tuple = (config.lr,)
+        else:
+            bn = "trainable" if config.train_bn else "frozen in inference mode"
+            log(f"transferkit: phase 2, fine-tuning the base from {start} for {epochs} epochs (BatchNormalization {bn})")
+            freeze(model, trainable_from=start, train_bn=config.train_bn)
+            compile_args = (config.fine_tune_lr or config.lr / 100, config.optimizer, config.lr_mult)
+        _fit(
+            model, data, config, cache, log, compile_args, initial_epoch=first_epoch, epochs=first_epoch + epochs,
+            verbose=verbose, callbacks=progress.callbacks(step, phase) + list(callbacks),
         )
-        rows += _rows(h, "fine_tune", len(rows))
+        progress.finish_step(model, step)
+        first_epoch += epochs
+    rows = progress.rows
     distribute.build_from_local_batch(model, data.val)
     val_loss, val_accuracy = model.evaluate(data.val, verbose=0)
     with distribute.out_dir(out_dir, chief) as where:
         result = write_run(
             where, model, data, rows, float(val_accuracy), float(val_loss),
-            {**dataclasses.asdict(config), "mode": "finetune", "image_size": size, "num_replicas": distribute.replicas(strategy)},
+            {**settings, "mode": "finetune", "num_replicas": distribute.replicas(strategy)},
         )
+    progress.remove()
     return result if chief else dataclasses.replace(result, out=None)
 
 
@@ -280,7 +308,11 @@ def _fit(
             target = suffix
             _compile(target, *compile_args)
     distribute.build_from_local_batch(target, train)
-    return target.fit(train, validation_data=val, shuffle=False, class_weight=data.class_weight, **kwargs)
+    try:
+        return target.fit(train, validation_data=val, shuffle=False, class_weight=data.class_weight, **kwargs)
+    finally:
+        # BackupAndRestore sets the epoch to resume from on the model, and fit never clears it.
+        target._initial_epoch = None
 
 
 def _grey(data: Any) -> Any:
