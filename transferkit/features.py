@@ -196,9 +196,7 @@ def cached_prefix_data(
     """
     import tensorflow as tf
 
-    run = tf.function(lambda x: prefix(x, training=False), input_signature=[
-        tf.TensorSpec((None, *prefix.input_shape[1:]), prefix.inputs[0].dtype)
-    ])
+    run = feature_fn(prefix)
 
     def computed(dataset: Any) -> tuple[Any, np.ndarray] | None:
         outs: list[list[np.ndarray]] = [[] for _ in prefix.outputs]

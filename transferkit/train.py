@@ -244,13 +244,14 @@ def _finetune(
     steps += transfer.unfreeze_schedule(model, target, config.fine_tune_epochs, config.gradual)
     if progress.resuming:
         log(f"transferkit: resuming an interrupted run after epoch {len(progress.rows)} ({progress.folder})")
-    first_epoch = 0
+    first_epoch, resume_at = 0, progress.done
     for step, (start, epochs) in enumerate(steps):
         phase = "head" if start is None else "fine_tune"
-        if step < progress.done:
+        if step < resume_at:
             first_epoch += epochs
             continue
-        progress.restore(model, step)
+        if step == resume_at:
+            progress.restore(model, step)  # the weights after the last finished step (none at step 0)
         if start is None:
             log("transferkit: phase 1, training the new head on the frozen base")
             freeze(model)
