@@ -60,7 +60,7 @@ def guide_recipe(train_dir: Path, val_dir: Path, size: int, epochs: int, seed: i
 
 
 def extract_mode(data: str, size: int, epochs: int, seed: int, cache_dir: Path) -> tuple[float, float, int]:
-    from transferkit.features import ExtractConfig, train_extract
+    from transferkit.runs.extract import ExtractConfig, train_extract
 
     start = time.perf_counter()
     config = ExtractConfig(data=data, image_size=size, epochs=epochs, seed=seed, feature_cache_dir=str(cache_dir))

@@ -49,11 +49,11 @@ SETTINGS = ("stage5+aug", "stage5", "all", "all+aug")
 def fresh_model(size: int, trainable_from: str) -> Any:
     import keras
 
-    from transferkit import registry
+    from transferkit.models import create_model
     from transferkit.transfer import freeze
 
     keras.utils.set_random_seed(0)
-    model = registry.create_model("mobilenet_v1_025", num_classes=2, weights="imagenet", input_shape=(size, size, 3))
+    model = create_model("mobilenet_v1_025", num_classes=2, weights="imagenet", input_shape=(size, size, 3))
     freeze(model, trainable_from=trainable_from)
     return model
 
@@ -90,7 +90,8 @@ def main() -> None:
     import numpy as np
     import tensorflow as tf
 
-    from transferkit import features, transfer
+    from transferkit import transfer
+    from transferkit.transfer import features
     from transferkit.data import load_data
     from transferkit.data.pipeline import DEFAULT_AUGMENT, parse_augment
 

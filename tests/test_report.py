@@ -12,7 +12,7 @@ import pytest
 from PIL import Image
 
 from transferkit.cli import main
-from transferkit.report import classification_metrics, write_report
+from transferkit.inference.report import classification_metrics, write_report
 
 CLASSES = ["ant", "bee", "wasp"]
 # Wasp is never predicted. Rows true, columns predicted: ant [2 1 0], bee [1 1 0], wasp [1 1 0].

@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 
 import transferkit as tk
-from transferkit import weights as weights_lib
-from transferkit.layers import Preprocess
+from transferkit.models import weights as weights_lib
+from transferkit.models.layers import Preprocess
 from transferkit.transfer import freeze, stage_names
 
 ALPHAS = {"mobilenet_v1_025": 0.25, "mobilenet_v1_050": 0.5, "mobilenet_v1_075": 0.75, "mobilenet_v1_100": 1.0}

@@ -177,7 +177,7 @@ def test_freeze_by_stage(name: str) -> None:
     for layer in layers:
         is_bn = isinstance(layer, keras.layers.BatchNormalization)
         assert layer.trainable == (layer.name.startswith(on) and not is_bn), layer.name
-    head = [l for l in model.layers if tk.head.is_head_layer(l)]
+    head = [l for l in model.layers if tk.models.head.is_head_layer(l)]
     assert model.get_layer("predictions") in head and all(l.trainable for l in head)
     assert not fixed & {w.path for w in model.trainable_weights}
     trainable, frozen = FREEZE_SIDES.get(name, ([], []))
@@ -218,7 +218,7 @@ def test_frozen_prefix_splits_exactly(name: str) -> None:
     tk.freeze(model)  # the whole base frozen: the head trains on the pooled features
     prefix, suffix = frozen_prefix(model)
     assert "predictions" in {l.name for l in suffix.layers}
-    assert stop or all(tk.head.is_head_layer(l) for l in suffix.layers if l.weights)
+    assert stop or all(tk.models.head.is_head_layer(l) for l in suffix.layers if l.weights)
     tk.freeze(model, "all")  # everything trains: nothing to cache
     assert frozen_prefix(model) is None
 

@@ -11,26 +11,23 @@ import os
 # TensorFlow's C++ info logs drown the progress bars; a user's own setting wins.
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
+from transferkit._version import __version__  # noqa: E402
 from transferkit.errors import ConfigError, DataError, TransferkitError, WeightsError  # noqa: E402
-from transferkit.head import classification_head  # noqa: E402
-from transferkit.registry import (  # noqa: E402
+from transferkit.models import (  # noqa: E402  (importing registers every family and custom layer)
     ModelInfo,
+    classification_head,
     create_backbone,
     create_model,
     get_model_info,
     list_models,
+    pretrained_classifier,
 )
-from transferkit import layers as _layers  # noqa: E402,F401  (registers custom layers)
-from transferkit import models as _models  # noqa: E402,F401  (registers every family)
 from transferkit.transfer import freeze  # noqa: E402
-from transferkit.train import FinetuneConfig, finetune  # noqa: E402
-from transferkit.features import ExtractConfig, extract  # noqa: E402
-from transferkit.imagenet import pretrained_classifier  # noqa: E402
+from transferkit.runs import ExtractConfig, FinetuneConfig, extract, finetune  # noqa: E402
 from transferkit.data import load_data  # noqa: E402
 
-__version__ = "0.1.0"
-
 __all__ = [
+    "__version__",
     "ConfigError",
     "DataError",
     "ExtractConfig",

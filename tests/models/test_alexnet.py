@@ -68,7 +68,7 @@ def test_lrn_pooling_and_bias_init_follow_the_paper() -> None:
     backbone = tk.create_backbone("alexnet", input_shape=SMALL)
     for name in ("stage1_lrn", "stage2_lrn"):
         lrn = backbone.get_layer(name)
-        assert isinstance(lrn, tk.layers.LocalResponseNormalization)
+        assert isinstance(lrn, tk.models.layers.LocalResponseNormalization)
         assert (lrn.size, lrn.k, lrn.alpha, lrn.beta) == (5, 2.0, 1e-4, 0.75)
     for name in ("stage1_pool", "stage2_pool", "stage5_pool"):
         pool = backbone.get_layer(name)

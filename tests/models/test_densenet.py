@@ -14,7 +14,7 @@ import keras
 import transferkit as tk
 from keras.src.applications import densenet as keras_densenet
 from transferkit.models import densenet as dn
-from transferkit.weights import copy_weights_by_order, get_record
+from transferkit.models.weights import copy_weights_by_order, get_record
 from zoo_helpers import assert_same, calibrate_batchnorm, images
 
 SMALL = (32, 32, 3)

@@ -74,7 +74,7 @@ def test_layer_names_and_stages(model: keras.Model) -> None:
         model.get_layer(name)
     assert tk.transfer.stage_names(model) == ["stem", "stage3", "stage4", "stage5"]
     assert model.get_layer("head_dropout").rate == 0.4
-    assert isinstance(model.get_layer("stem_lrn1"), tk.layers.LocalResponseNormalization)
+    assert isinstance(model.get_layer("stem_lrn1"), tk.models.layers.LocalResponseNormalization)
     assert model.get_layer("stage5_block2_concat").output.shape[1:] == (7, 7, 1024)
     assert tk.get_model_info("inception_v1").name == "googlenet"
 
@@ -85,7 +85,7 @@ def test_aux_outputs_train_and_strip() -> None:
     for prefix in ("aux1", "aux2"):
         for op in ("pool", "conv", "fc", "dropout", "predictions"):
             layer = model.get_layer(f"{prefix}_{op}")
-            assert tk.head.is_head_layer(layer)
+            assert tk.models.head.is_head_layer(layer)
     assert model.get_layer("aux1_dropout").rate == 0.7
     assert model.get_layer("aux1_pool").pool_size == (5, 5)
     assert g.loss_weights() == [1.0, 0.3, 0.3]

@@ -17,7 +17,7 @@ import pytest
 import transferkit as tk
 from transferkit.models import resnet as rn
 from transferkit.transfer import base_layers, block_names, stage_names
-from transferkit.weights import copy_weights_by_order, get_record
+from transferkit.models.weights import copy_weights_by_order, get_record
 from zoo_helpers import (
     assert_gradients_reach_every_weight,
     assert_same,
@@ -90,7 +90,7 @@ def _check_published_format(ref, name, x, expected, tmp_path) -> None:
     path = tmp_path / f"{name}_notop.h5"
     _save_legacy_h5(ref, path)
     fresh = tk.create_backbone(name, input_shape=COMPAT)
-    tk.weights.load_weights_file(fresh, path)
+    tk.models.weights.load_weights_file(fresh, path)
     assert_same(fresh(x), expected)
 
 

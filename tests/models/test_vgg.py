@@ -14,7 +14,7 @@ import pytest
 import keras
 import transferkit as tk
 from keras.src.legacy.saving import legacy_h5_format
-from transferkit import weights as weights_lib
+from transferkit.models import weights as weights_lib
 from transferkit.models import vgg
 from zoo_helpers import images
 
@@ -57,7 +57,7 @@ def test_table1_layouts() -> None:
             assert ones == ["stage3_conv3", "stage4_conv3", "stage5_conv3"]
         else:
             assert all(l.kernel_size == (3, 3) for l in convs), name
-        lrn = [l.name for l in backbone.layers if isinstance(l, tk.layers.LocalResponseNormalization)]
+        lrn = [l.name for l in backbone.layers if isinstance(l, tk.models.layers.LocalResponseNormalization)]
         assert lrn == (["stage1_lrn"] if name == "vgg_a_lrn" else []), name
     backbone = tk.create_backbone("vgg_a_lrn", input_shape=SMALL)
     names = [l.name for l in backbone.layers]

@@ -25,7 +25,7 @@ import tensorflow as tf
 if sys.argv[3] == "mirrored":
     cpu = tf.config.list_physical_devices("CPU")[0]
     tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
-from transferkit.train import FinetuneConfig, finetune
+from transferkit.runs.finetune import FinetuneConfig, finetune
 
 result = finetune(FinetuneConfig(
     base="resnet20", weights=None, data=sys.argv[1], out=sys.argv[2], image_size=32, batch_size=8,

@@ -11,9 +11,10 @@ import keras
 import numpy as np
 import pytest
 
+from transferkit.models import build_model
 from transferkit import transfer
-from transferkit.features import ExtractConfig, extract, train_extract
-from transferkit.train import FinetuneConfig, finetune
+from transferkit.runs.extract import ExtractConfig, extract, train_extract
+from transferkit.runs.finetune import FinetuneConfig, finetune
 
 BASE = "mobilenet_v1_025"
 
@@ -36,7 +37,7 @@ def test_extract_mode(hymenoptera: Path, keras_home: Path, tmp_path: Path) -> No
     result = extract(config, verbose=0)
     assert result.val_accuracy >= 0.82, result.val_accuracy
 
-    pretrained = transfer.build_model(BASE, 2, "imagenet", 224)
+    pretrained = build_model(BASE, 2, "imagenet", 224)
     base = [l.name for l in transfer.base_layers(pretrained) if l.weights]
     _assert_identical(_weights(result.model, base), _weights(pretrained, base))
 
@@ -61,7 +62,7 @@ def test_finetune_mode(hymenoptera: Path, keras_home: Path, tmp_path: Path) -> N
     result = finetune(config, verbose=0)
     assert result.val_accuracy >= 0.82, result.val_accuracy
 
-    pretrained = transfer.build_model(BASE, 2, "imagenet", 224)
+    pretrained = build_model(BASE, 2, "imagenet", 224)
     weighted = [l for l in transfer.base_layers(pretrained) if l.weights]
     frozen = [l.name for l in weighted if not l.name.startswith("stage5") or isinstance(l, keras.layers.BatchNormalization)]
     trained = [l.name for l in weighted if l.name not in frozen]

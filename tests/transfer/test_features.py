@@ -9,7 +9,10 @@ import keras
 import numpy as np
 import pytest
 
-from transferkit import features, transfer
+from transferkit.models import build_model
+from transferkit.runs.extract import ExtractConfig, train_extract
+from transferkit import transfer
+from transferkit.transfer import features
 from transferkit.cli import main
 
 
@@ -31,7 +34,7 @@ def _store(model: keras.Model, folder: Path, weights: str = "imagenet") -> featu
 
 
 def test_disk_cache_is_keyed_by_file_contents(few: Path, tmp_path: Path, keras_home: Path) -> None:
-    model = transfer.build_model("mobilenet_v1_025", 2, "imagenet", 96)
+    model = build_model("mobilenet_v1_025", 2, "imagenet", 96)
     extractor, _ = transfer.split_head(model)
     files = sorted(str(p) for p in few.rglob("*.jpg"))
     first, ok, computed = features.file_features(extractor, files, 96, _store(model, tmp_path / "c"))
@@ -50,7 +53,7 @@ def test_disk_cache_is_keyed_by_file_contents(few: Path, tmp_path: Path, keras_h
     _, _, computed = features.file_features(extractor, files, 96, _store(model, tmp_path / "c"))
     assert computed == 1
 
-    other_size = transfer.build_model("mobilenet_v1_025", 2, "imagenet", 128)
+    other_size = build_model("mobilenet_v1_025", 2, "imagenet", 128)
     assert _store(other_size, tmp_path / "c").key != _store(model, tmp_path / "c").key
     assert _store(model, tmp_path / "c", weights=None).key != _store(model, tmp_path / "c").key
 
@@ -83,9 +86,9 @@ def test_extract_command_then_predict_and_evaluate(
 
 
 def test_augmentation_turns_caching_off_and_says_so(few: Path, tmp_path: Path, keras_home: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    config = features.ExtractConfig(data=str(few), image_size=64, epochs=1, augment=True, val_split=0.34, feature_cache_dir=str(tmp_path / "c"))
-    before = transfer.build_model("mobilenet_v1_025", 2, "imagenet", 64)
-    result = features.train_extract(config, verbose=1)
+    config = ExtractConfig(data=str(few), image_size=64, epochs=1, augment=True, val_split=0.34, feature_cache_dir=str(tmp_path / "c"))
+    before = build_model("mobilenet_v1_025", 2, "imagenet", 64)
+    result = train_extract(config, verbose=1)
     assert "cannot be cached" in capsys.readouterr().err
     assert not (tmp_path / "c").exists()
     for layer in transfer.base_layers(before):

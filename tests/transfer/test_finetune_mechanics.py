@@ -8,6 +8,7 @@ import keras
 import numpy as np
 import pytest
 
+from transferkit.models import build_model
 import transferkit as tk
 from transferkit import transfer
 from transferkit.errors import ConfigError, WeightsError
@@ -73,8 +74,8 @@ def test_batchnorm_moving_statistics(train_bn: bool) -> None:
 
 
 def test_first_conv_of_a_grey_model_sums_rgb_kernels(keras_home: Path) -> None:
-    rgb = transfer.build_model("mobilenet_v1_025", 2, "imagenet", 96)
-    grey = transfer.build_model("mobilenet_v1_025", 2, "imagenet", 96, channels=1)
+    rgb = build_model("mobilenet_v1_025", 2, "imagenet", 96)
+    grey = build_model("mobilenet_v1_025", 2, "imagenet", 96, channels=1)
     assert grey.input_shape == (None, 96, 96, 1)
     k3 = rgb.get_layer("stem_conv").get_weights()[0]
     k1 = grey.get_layer("stem_conv").get_weights()[0]
@@ -90,8 +91,8 @@ def test_first_conv_of_a_grey_model_sums_rgb_kernels(keras_home: Path) -> None:
 
 
 def test_pretrained_base_at_another_size(keras_home: Path) -> None:
-    model = transfer.build_model("mobilenet_v1_025", 2, "imagenet", 160)
-    reference = transfer.build_model("mobilenet_v1_025", 2, "imagenet", 224)
+    model = build_model("mobilenet_v1_025", 2, "imagenet", 160)
+    reference = build_model("mobilenet_v1_025", 2, "imagenet", 224)
     np.testing.assert_array_equal(model.get_layer("stage5_block2_pw").get_weights()[0], reference.get_layer("stage5_block2_pw").get_weights()[0])
     assert model.predict(np.zeros((1, 160, 160, 3), "float32"), verbose=0).shape == (1, 2)
 
@@ -99,7 +100,7 @@ def test_pretrained_base_at_another_size(keras_home: Path) -> None:
 @pytest.mark.parametrize("policy", ["mixed_float16", "mixed_bfloat16"])
 def test_mixed_precision_keeps_a_float32_softmax(policy: str) -> None:
     with transfer.precision(policy):
-        model = transfer.build_model("mobilenet_v1_025", 2, None, 64)
+        model = build_model("mobilenet_v1_025", 2, None, 64)
         transfer.freeze(model, "stage5")
         model.compile(optimizer=transfer.make_optimizer("adam", 1e-3, 0.1), loss="sparse_categorical_crossentropy")
         model.fit(np.zeros((4, 64, 64, 3), "float32"), np.array([0, 1, 0, 1]), verbose=0)
@@ -116,25 +117,25 @@ def test_imagenet_for_a_family_without_published_weights() -> None:
     if not no_weights:
         pytest.skip("every registered model has published weights")
     with pytest.raises(WeightsError, match=r"models with published weights: .*mobilenet_v1_025.*pass a weights file path"):
-        transfer.build_model(no_weights[0], 2, "imagenet")
+        build_model(no_weights[0], 2, "imagenet")
 
 
 def test_user_files_load_and_a_misfit_names_the_layer(tmp_path: Path, keras_home: Path) -> None:
-    trained = transfer.build_model("mobilenet_v1_025", 5, "imagenet", 96)
+    trained = build_model("mobilenet_v1_025", 5, "imagenet", 96)
     keras_file = tmp_path / "run.keras"
     trained.save(keras_file)
     weights_file = tmp_path / "base.weights.h5"
     backbone = tk.create_backbone("mobilenet_v1_025", "imagenet", (96, 96, 3))
     backbone.save_weights(weights_file)
     for path in (keras_file, weights_file):
-        model = transfer.build_model("mobilenet_v1_025", 2, str(path), 96)  # new head, 2 classes
+        model = build_model("mobilenet_v1_025", 2, str(path), 96)  # new head, 2 classes
         np.testing.assert_array_equal(model.get_layer("stem_conv").get_weights()[0], trained.get_layer("stem_conv").get_weights()[0])
         assert model.output_shape == (None, 2)
     wide = tk.create_model("mobilenet_v1_050", 2, input_shape=(96, 96, 3))
     wide_file = tmp_path / "wide.keras"
     wide.save(wide_file)
     with pytest.raises(WeightsError, match="stem_conv"):
-        transfer.build_model("mobilenet_v1_025", 2, str(wide_file), 96)
+        build_model("mobilenet_v1_025", 2, str(wide_file), 96)
 
 
 def _one_per_family() -> list[str]:
@@ -148,7 +149,7 @@ def _one_per_family() -> list[str]:
 def test_every_family_transfers_from_scratch(name: str) -> None:
     info = tk.get_model_info(name)
     size = info.input_shape[0] if info.fixed_input else info.min_size
-    model = transfer.build_model(name, 3, None, size)
+    model = build_model(name, 3, None, size)
     target = transfer.resolve_unfreeze(model)
     transfer.freeze(model, target)
     head = [l for l in model.layers if l.name == "predictions"][0]

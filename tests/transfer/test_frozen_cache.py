@@ -11,8 +11,9 @@ import pytest
 import tensorflow as tf
 
 import transferkit as tk
-from transferkit import features, transfer
-from transferkit.train import FinetuneConfig, finetune
+from transferkit import transfer
+from transferkit.transfer import features
+from transferkit.runs.finetune import FinetuneConfig, finetune
 
 
 def _model(seed: int = 0) -> keras.Model:
@@ -58,7 +59,7 @@ def test_prefix_bytes_counts_every_cut_tensor() -> None:
     assert features.prefix_bytes(prefix, 10) == 10 * per_image > 0
 
 
-def _run(tmp_path: Path, capsys: pytest.CaptureFixture, **kwargs) -> tuple[tk.train.RunResult, str]:
+def _run(tmp_path: Path, capsys: pytest.CaptureFixture, **kwargs) -> tuple[tk.runs.RunResult, str]:
     settings = dict(data="sample", out=str(tmp_path / "run"), image_size=96, epochs=2, fine_tune_epochs=2)
     config = FinetuneConfig(**{**settings, **kwargs})
     result = finetune(config, verbose=1)

@@ -7,7 +7,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from transferkit import imagenet
+from transferkit.models import pretrained_classifier
+from transferkit.models import weights as weights_lib
+from transferkit.inference import imagenet
 from transferkit.errors import ConfigError, WeightsError
 
 TOP_FILE = "mobilenet_2_5_224_tf.h5"
@@ -51,7 +53,7 @@ def test_class_map_parsing(tmp_path: Path) -> None:
 
 
 def test_top_record_follows_keras_applications() -> None:
-    record = imagenet.top_record("mobilenet_v1_025")
+    record = weights_lib.top_record("mobilenet_v1_025")
     assert record.file_name == TOP_FILE and record.num_classes == 1000
     assert record.url.endswith("/mobilenet/" + TOP_FILE)
 
@@ -59,7 +61,7 @@ def test_top_record_follows_keras_applications() -> None:
 def test_unchanged_classifier_matches_keras_applications(top_home: Path) -> None:
     import keras
 
-    ours = imagenet.pretrained_classifier("mobilenet_v1_025")
+    ours = pretrained_classifier("mobilenet_v1_025")
     reference = keras.applications.MobileNet(alpha=0.25, weights=None, include_top=True)
     reference.load_weights(str(top_home / "models" / TOP_FILE))
     x = np.random.default_rng(0).uniform(0, 255, (3, 224, 224, 3)).astype("float32")
@@ -73,7 +75,7 @@ def test_unchanged_classifier_matches_keras_applications(top_home: Path) -> None
 
 def test_missing_top_file_says_how_to_get_it(keras_home: Path) -> None:
     with pytest.raises(WeightsError, match=TOP_FILE):
-        imagenet.pretrained_classifier("mobilenet_v1_025")
+        pretrained_classifier("mobilenet_v1_025")
 
 
 def test_predict_and_evaluate_the_unchanged_model(

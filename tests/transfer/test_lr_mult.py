@@ -12,6 +12,7 @@ import keras
 import numpy as np
 import pytest
 
+from transferkit.transfer import optimizers
 from transferkit import transfer
 from transferkit.errors import ConfigError
 
@@ -62,7 +63,7 @@ def test_compiled_keras_file_keeps_the_multipliers(tmp_path: Path) -> None:
     model.fit(np.ones((4, 4)), np.ones((4, 2)), verbose=0)
     model.save(tmp_path / "m.keras")
     loaded = keras.saving.load_model(tmp_path / "m.keras")
-    assert isinstance(loaded.optimizer, transfer.MultipliedAdam)
+    assert isinstance(loaded.optimizer, optimizers.MultipliedAdam)
     assert loaded.optimizer.lr_multipliers == {"stage1": 0.25}
     loaded.fit(np.ones((4, 4)), np.ones((4, 2)), verbose=0)
 

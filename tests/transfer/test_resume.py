@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from transferkit.errors import ConfigError
-from transferkit.train import FinetuneConfig, finetune
+from transferkit.runs.finetune import FinetuneConfig, finetune
 from tuning.conftest import make_images
 
 

@@ -16,7 +16,7 @@ def _build(base: str, space: dict, values: dict, **kwargs) -> keras.Model:
     hypermodel = tuning.TransferHyperModel(base, 3, space, (32, 32, 3), **kwargs)
     hp = keras_tuner.HyperParameters()
     for key, spec in space.items():
-        tuning._declare(hp, key, spec)
+        tuning.declare(hp, key, spec)
     hp.values.update(values)
     return hypermodel.build(hp)
 
@@ -43,11 +43,11 @@ def test_head_preset_fits_any_family_and_pretrained_weights() -> None:
 
 def test_space_specs_map_to_keras_tuner_types() -> None:
     hp = keras_tuner.HyperParameters()
-    tuning._declare(hp, "width", [1, 2, 4])
-    tuning._declare(hp, "depth", {"min": 10, "max": 22, "step": 6})
-    tuning._declare(hp, "dropout", {"min": 0.0, "max": 0.5, "step": 0.1})
-    tuning._declare(hp, "lr", {"min": 1e-4, "max": 1e-2, "sampling": "log"})
-    tuning._declare(hp, "pooling", "max")
+    tuning.declare(hp, "width", [1, 2, 4])
+    tuning.declare(hp, "depth", {"min": 10, "max": 22, "step": 6})
+    tuning.declare(hp, "dropout", {"min": 0.0, "max": 0.5, "step": 0.1})
+    tuning.declare(hp, "lr", {"min": 1e-4, "max": 1e-2, "sampling": "log"})
+    tuning.declare(hp, "pooling", "max")
     kinds = {h.name: type(h).__name__ for h in hp.space}
     assert kinds == {"width": "Choice", "depth": "Int", "dropout": "Float", "lr": "Float", "pooling": "Fixed"}
     assert hp.space[3].sampling == "log"

@@ -1,8 +1,11 @@
-"""Model families; importing this package registers every one of them.
+"""Models: the registry, the one factory (name -> model with weights), pretrained weights,
+custom layers, the shared head, and one module per family.
 
-One module per family, each with its spec table, its one block function and its registrations.
+Importing this package registers every family: each module holds its spec table, its one block
+function and its registrations.
 """
 
+from transferkit.models import layers  # noqa: F401  (registers the custom layers)
 from transferkit.models import mobilenet  # noqa: F401
 from transferkit.models import efficientnet  # noqa: F401
 from transferkit.models import googlenet  # noqa: F401
@@ -12,3 +15,26 @@ from transferkit.models import alexnet  # noqa: F401
 from transferkit.models import vgg  # noqa: F401
 from transferkit.models import wide_resnet  # noqa: F401
 from transferkit.models import densenet  # noqa: F401
+from transferkit.models.factory import (
+    build_model,
+    checked_image_size,
+    create_backbone,
+    create_model,
+    default_image_size,
+    pretrained_classifier,
+)
+from transferkit.models.head import classification_head
+from transferkit.models.registry import ModelInfo, get_model_info, list_models
+
+__all__ = [
+    "ModelInfo",
+    "build_model",
+    "checked_image_size",
+    "classification_head",
+    "create_backbone",
+    "create_model",
+    "default_image_size",
+    "get_model_info",
+    "list_models",
+    "pretrained_classifier",
+]

@@ -16,9 +16,9 @@ from typing import Any, NamedTuple
 import keras
 
 from transferkit.errors import ConfigError
-from transferkit.layers import LocalResponseNormalization
+from transferkit.models.layers import LocalResponseNormalization
 from transferkit.models.common import check_min_size
-from transferkit.registry import ModelInfo, register_model
+from transferkit.models.registry import ModelInfo, register_model
 
 PAPER = (
     "Krizhevsky et al. 2012, ImageNet Classification with Deep Convolutional Neural Networks, "

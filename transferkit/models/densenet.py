@@ -29,8 +29,8 @@ import keras
 
 from transferkit.errors import ConfigError
 from transferkit.models.common import check_min_size
-from transferkit.registry import ModelInfo, register_model, register_pattern
-from transferkit.weights import PretrainedWeights, register_weights
+from transferkit.models.registry import ModelInfo, register_model, register_pattern
+from transferkit.models.weights import PretrainedWeights, register_weights
 
 BN_EPSILON = 1.001e-5  # Keras' DenseNet value, which its published weights were converted with
 BOTTLENECK_WIDTH = 4  # a bottleneck's 1x1 conv makes 4k maps (section 3, DenseNet-B)
@@ -179,7 +179,7 @@ def densenet(
         blocks: Layers per dense block, overriding ``depth``.
         stem_filters: Stem width; ``2k`` for ImageNet and bottlenecked CIFAR nets, else 16.
         block_dropout: Dropout after every conv of the dense layers and transitions. (``dropout``
-            of :func:`~transferkit.registry.create_model` is the head's.)
+            of :func:`~transferkit.models.registry.create_model` is the head's.)
 
     Returns:
         The last dense block's feature map after BN-ReLU (stride 32 ImageNet, 4 CIFAR).

@@ -25,8 +25,8 @@ import keras
 from keras import ops
 
 from transferkit.errors import ConfigError
-from transferkit.registry import ModelInfo, register_model
-from transferkit.weights import PretrainedWeights, register_weights
+from transferkit.models.registry import ModelInfo, register_model
+from transferkit.models.weights import PretrainedWeights, register_weights
 
 # Table 1 of the paper (EfficientNet-B0), one row per MBConv stage:
 # (expand ratio, kernel, stride of the first block, output channels, repeats).

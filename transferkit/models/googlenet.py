@@ -19,8 +19,8 @@ from typing import Any, NamedTuple
 import keras
 
 from transferkit.errors import ConfigError
-from transferkit.layers import LocalResponseNormalization
-from transferkit.registry import ModelInfo, register_model
+from transferkit.models.layers import LocalResponseNormalization
+from transferkit.models.registry import ModelInfo, register_model
 
 
 class Inception(NamedTuple):

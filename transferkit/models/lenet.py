@@ -26,7 +26,7 @@ from keras import ops
 
 from transferkit.errors import ConfigError
 from transferkit.models.common import check_min_size
-from transferkit.registry import ModelInfo, register_model
+from transferkit.models.registry import ModelInfo, register_model
 
 PAPER = (
     "LeCun et al. 1998, Gradient-based learning applied to document recognition, "

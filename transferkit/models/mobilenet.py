@@ -11,8 +11,8 @@ from typing import Any
 
 import keras
 
-from transferkit.registry import ModelInfo, register_model
-from transferkit.weights import PretrainedWeights, register_weights
+from transferkit.models.registry import ModelInfo, register_model
+from transferkit.models.weights import PretrainedWeights, register_weights
 
 # Table 1 of the paper: a 3x3/2 stem of 32 filters, then 13 depthwise-separable blocks,
 # grouped by output resolution: (stage, pointwise filters, blocks, stride of the first block).

@@ -24,8 +24,8 @@ from keras import ops
 
 from transferkit.errors import ConfigError
 from transferkit.models.common import check_min_size, padded_conv
-from transferkit.registry import ModelInfo, register_model, register_pattern
-from transferkit.weights import PretrainedWeights, register_weights
+from transferkit.models.registry import ModelInfo, register_model, register_pattern
+from transferkit.models.weights import PretrainedWeights, register_weights
 
 BN_EPSILON = 1.001e-5  # Keras' ResNet value, which its published weights were converted with
 

@@ -17,10 +17,10 @@ from typing import Any
 import keras
 
 from transferkit.errors import ConfigError
-from transferkit.layers import LocalResponseNormalization
+from transferkit.models.layers import LocalResponseNormalization
 from transferkit.models.common import check_min_size, conv_bn_act
-from transferkit.registry import ModelInfo, register_model
-from transferkit.weights import PretrainedWeights, register_weights
+from transferkit.models.registry import ModelInfo, register_model
+from transferkit.models.weights import PretrainedWeights, register_weights
 
 PAPER = (
     "Simonyan & Zisserman 2014, Very Deep Convolutional Networks for Large-Scale Image "

@@ -33,7 +33,7 @@ import keras
 
 from transferkit.errors import ConfigError
 from transferkit.models.common import check_min_size, padded_conv
-from transferkit.registry import Builder, ModelInfo, register_model, register_pattern
+from transferkit.models.registry import Builder, ModelInfo, register_model, register_pattern
 
 BN_EPSILON = 1e-5  # the Torch references' value (no Keras weights exist to match)
 
@@ -240,7 +240,7 @@ def wide_resnet(
             :func:`block_kernels`. ImageNet blocks are always bottlenecks.
         l: Convolutions per B(3,...,3) block (deepening factor; default 2).
         block_dropout: Dropout rate between the convolutions of every block. (``dropout`` of
-            :func:`~transferkit.registry.create_model` is the head's.)
+            :func:`~transferkit.models.registry.create_model` is the head's.)
 
     Returns:
         The last stage's feature map (stride 4 for CIFAR, 32 for ImageNet).

@@ -1,24 +1,15 @@
-"""The core commands: ``finetune`` and ``models``."""
+"""The training commands: ``finetune`` and ``extract``."""
 
 from __future__ import annotations
 
 import argparse
 from typing import Any
 
-
-def positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a number of at least 1, got {value}")
-    return value
+from transferkit.cli.args import add_data_arguments, data_options_from_args, positive_int, weights_arg
 
 
 def add_commands(sub: Any) -> None:
-    from transferkit.data.options import add_data_arguments
-    from transferkit.train import FinetuneConfig
+    from transferkit.runs.finetune import FinetuneConfig
 
     d = FinetuneConfig()
     p = sub.add_parser(
@@ -69,10 +60,38 @@ def add_commands(sub: Any) -> None:
     add_data_arguments(p)
     p.set_defaults(func=run_finetune)
 
-    m = sub.add_parser("models", help="list registered models", description="List every registered model name with its parameter count, default input size and pretrained weights.")
-    m.add_argument("pattern", nargs="?", default="*", help="shell-style filter, e.g. 'resnet*'")
-    m.add_argument("--no-params", action="store_true", help="skip building models to count parameters (fast)")
-    m.set_defaults(func=run_models)
+    from transferkit.runs.extract import ExtractConfig
+
+    d = ExtractConfig()
+    x = sub.add_parser(
+        "extract",
+        help="train a new head on the frozen base's cached features (use as-is)",
+        description=(
+            "The base never trains: its features are computed once and cached (on disk by default, "
+            "keyed by model, weights, image size and file contents), the new head trains on them, "
+            "and the run folder holds one image-in, probabilities-out model like finetune's. With "
+            "--augment the features change every epoch and are not cached."
+        ),
+    )
+    x.add_argument("--base", default=d.base, help=f"model name (default {d.base})")
+    x.add_argument("--data", default=d.data, help="folder of class sub-folders, CSV, tfds:NAME or 'sample'")
+    x.add_argument("--out", default=None, help="run folder to create (default runs/<base>-extract-<time>)")
+    x.add_argument("--overwrite", action="store_true", help="replace an existing --out folder")
+    x.add_argument("--weights", default=d.weights, help="'imagenet' (default), 'none', or a weights file")
+    x.add_argument("--image-size", type=positive_int, default=None)
+    x.add_argument("--channels", type=int, choices=(1, 3), default=None, help="1 for grey images (first convolution adapted)")
+    x.add_argument("--batch-size", type=positive_int, default=d.batch_size)
+    x.add_argument("--epochs", type=positive_int, default=d.epochs, help=f"head training epochs (default {d.epochs})")
+    x.add_argument("--lr", type=float, default=d.lr, help=f"head learning rate (default {d.lr})")
+    x.add_argument("--dropout", type=float, default=d.dropout)
+    x.add_argument("--hidden-units", default="", help="hidden layers of the head, e.g. '256' or '512,256'")
+    x.add_argument("--val-split", type=float, default=d.val_split)
+    x.add_argument("--seed", type=int, default=d.seed)
+    x.add_argument("--feature-cache", choices=("disk", "memory", "none"), default=d.feature_cache, help="where features are cached (default disk)")
+    x.add_argument("--feature-cache-dir", default=None, help="folder of the disk feature cache (default ~/.cache/transferkit/features)")
+    x.add_argument("--quiet", action="store_true", help="no progress bars")
+    add_data_arguments(x)
+    x.set_defaults(func=run_extract)
 
 
 def add_finetune_arguments(p: argparse.ArgumentParser) -> None:
@@ -116,14 +135,13 @@ def add_finetune_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run_finetune(args: argparse.Namespace) -> int:
-    from transferkit.data.options import data_options_from_args
-    from transferkit.train import FinetuneConfig, finetune
+    from transferkit.runs.finetune import FinetuneConfig, finetune
 
     config = FinetuneConfig(
         base=args.base,
         data=args.data,
         out=args.out,
-        weights=None if str(args.weights).lower() == "none" else args.weights,
+        weights=weights_arg(args.weights),
         image_size=args.image_size,
         batch_size=args.batch_size,
         epochs=args.epochs,
@@ -154,15 +172,37 @@ def run_finetune(args: argparse.Namespace) -> int:
     return 0
 
 
-def run_models(args: argparse.Namespace) -> int:
-    import transferkit as tk
-    from transferkit.weights import pretrained_tags
+def run_extract(args: argparse.Namespace) -> int:
+    from transferkit.errors import ConfigError
+    from transferkit.runs.extract import ExtractConfig, extract
 
-    names = tk.list_models(args.pattern)
-    print(f"{'name':<24} {'params':>13} {'input':>11}  pretrained")
-    for name in names:
-        info = tk.get_model_info(name)
-        params = "-" if args.no_params else f"{tk.create_model(name).count_params():,}"
-        h, w, c = info.input_shape
-        print(f"{name:<24} {params:>13} {f'{h}x{w}x{c}':>11}  {','.join(pretrained_tags(name)) or '-'}")
+    try:
+        hidden = tuple(int(u) for u in args.hidden_units.split(",") if u.strip())
+    except ValueError:
+        raise ConfigError(f"--hidden-units takes numbers like '256' or '512,256', got {args.hidden_units!r}") from None
+    options = data_options_from_args(args)
+    augment = options.augment_spec not in (None, "", "none", "off")
+    config = ExtractConfig(
+        base=args.base,
+        data=args.data,
+        out=args.out,
+        weights=weights_arg(args.weights),
+        image_size=args.image_size,
+        channels=args.channels,
+        batch_size=args.batch_size,
+        epochs=args.epochs,
+        lr=args.lr,
+        dropout=args.dropout,
+        hidden_units=hidden,
+        val_split=args.val_split,
+        seed=args.seed,
+        augment=augment,
+        feature_cache=args.feature_cache,
+        feature_cache_dir=args.feature_cache_dir,
+        overwrite=args.overwrite,
+        data_options=options,
+    )
+    result = extract(config, verbose=0 if args.quiet else 1)
+    print(f"validation accuracy: {result.val_accuracy:.4f}")
+    print(f"run folder: {result.out}")
     return 0

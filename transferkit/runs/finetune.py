@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import dataclasses
 import sys
-import time
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,15 +13,17 @@ from typing import Any
 
 import keras
 
-from transferkit import distribute, registry, runs
+from transferkit import transfer
+from transferkit.data.options import DataOptions
+from transferkit.errors import ConfigError
+from transferkit.models import build_model, checked_image_size, get_model_info
+from transferkit.runs import distribute
+from transferkit.runs.folder import RunResult, check_out_dir, default_out, write_run
+from transferkit.runs.resume import Progress
+from transferkit.transfer import freeze
 
 # The pipelines drop undecodable files, so their length is unknown until the first epoch ends.
 warnings.filterwarnings("ignore", message="Your input ran out of data")
-from transferkit.data.options import DataOptions
-from transferkit.errors import ConfigError
-from transferkit import transfer
-from transferkit.progress import Progress
-from transferkit.transfer import freeze
 
 
 @dataclass
@@ -100,38 +101,6 @@ class FinetuneConfig:
     data_options: DataOptions = dataclasses.field(default_factory=DataOptions)
 
 
-@dataclass
-class RunResult:
-    """What a run produced."""
-
-    out: Path | None  # None on a multi-worker cluster's non-chief workers
-    val_accuracy: float
-    model: keras.Model
-    class_names: tuple[str, ...]
-    history: list[dict[str, Any]]
-
-
-def default_image_size(base: str, weights: str | None) -> int:
-    from transferkit import weights as weights_lib
-
-    info = registry.get_model_info(base)
-    if weights_lib.is_tag(weights):
-        return weights_lib.get_record(info.name, weights).input_size  # type: ignore[arg-type]
-    return info.input_shape[0]
-
-
-def default_out(base: str, mode: str = "") -> str:
-    return f"runs/{base}-{mode + '-' if mode else ''}{time.strftime('%Y%m%d-%H%M%S')}"
-
-
-def checked_image_size(base: str, weights: str | None, image_size: int | None) -> int:
-    """The input side a run uses, checked against what the architecture can take."""
-    info = registry.get_model_info(base)
-    size = image_size or default_image_size(info.name, weights)
-    registry._input_shape(info, (size, size, 3), info.input_shape)
-    return size
-
-
 def _check(config: FinetuneConfig, chief: bool = True) -> tuple[Path, int]:
     """Validates everything that can be checked before any data is read or anything written
     (a non-chief worker writes nothing, so its ``out`` is not checked)."""
@@ -154,8 +123,8 @@ def _check(config: FinetuneConfig, chief: bool = True) -> tuple[Path, int]:
     transfer.make_optimizer(config.optimizer)
     transfer.check_precision(config.mixed_precision)
     out = config.out or default_out(config.base)
-    out_dir = runs.check_out_dir(out, config.overwrite) if chief else Path(out)
-    info = registry.get_model_info(config.base)
+    out_dir = check_out_dir(out, config.overwrite) if chief else Path(out)
+    info = get_model_info(config.base)
     size = checked_image_size(info.name, config.weights, config.image_size)
     if config.unfreeze_from not in (None, "all") and config.fine_tune_epochs:
         stages = info.stages
@@ -174,18 +143,6 @@ def _compile(model: keras.Model, lr: float, optimizer: str = "adam", lr_mult: An
     )
 
 
-def _rows(history: keras.callbacks.History, phase: str, first_epoch: int) -> list[dict[str, Any]]:
-    metrics = history.history
-    n = len(next(iter(metrics.values()), []))
-    return [
-        {"epoch": first_epoch + i + 1, "phase": phase, **{k: float(v[i]) for k, v in metrics.items()}}
-        for i in range(n)
-    ]
-
-
-history_rows = _rows
-
-
 def finetune(config: FinetuneConfig, verbose: int = 1, callbacks: Sequence[keras.callbacks.Callback] = ()) -> RunResult:
     """Runs the two-phase fine-tuning recipe and writes the run folder.
 
@@ -194,7 +151,7 @@ def finetune(config: FinetuneConfig, verbose: int = 1, callbacks: Sequence[keras
     BatchNormalization layers stay in inference mode throughout.
 
     An interrupted run resumes where it stopped when it is started again with the same settings
-    (see :mod:`transferkit.progress`).
+    (see :mod:`transferkit.runs.resume`).
 
     Args:
         config: The run's settings.
@@ -221,11 +178,11 @@ def _finetune(
         **config.data_options.kwargs(),
     )
     keras.utils.set_random_seed(config.seed)
-    model = transfer.build_model(
+    model = build_model(
         config.base, data.num_classes, config.weights, size, config.channels, dropout=config.dropout
     )
     if model.input_shape[-1] == 1:
-        data = _grey(data)
+        data = data.grey()
     log = (lambda msg: print(msg, file=sys.stderr)) if verbose else (lambda msg: None)
     log(
         f"transferkit: {config.base} ({config.weights or 'random init'}) on {data.count('train')} "
@@ -292,8 +249,8 @@ def _fit(
     """``model.fit`` on ``data``, or, with ``cache``, fit of the trained part of ``model`` on the
     cached output of its frozen part (:func:`transferkit.transfer.frozen_prefix`): the same
     training, without recomputing the frozen layers every epoch."""
-    from transferkit import features
-    from transferkit.data import MEMORY_CACHE_SHARE, _available_memory
+    from transferkit.data import MEMORY_CACHE_SHARE, available_memory
+    from transferkit.transfer import features
 
     _compile(model, *compile_args)
     target, train, val = model, data.train, data.val
@@ -301,7 +258,7 @@ def _fit(
     if split is not None:
         prefix, suffix = split
         need = features.prefix_bytes(prefix, data.count("train") + data.count("val"))
-        if need > MEMORY_CACHE_SHARE * _available_memory():
+        if need > MEMORY_CACHE_SHARE * available_memory():
             log(f"transferkit: not caching the frozen layers' output ({need / 2**30:.1f} GB, over half the free memory)")
         else:
             log(f"transferkit: frozen layers computed once per image ({need / 2**20:.0f} MB cached)")
@@ -316,60 +273,3 @@ def _fit(
         target._initial_epoch = None
 
 
-def _grey(data: Any) -> Any:
-    """The bundle with its pipelines' images turned grey (1 channel)."""
-    import tensorflow as tf
-
-    def grey(ds: Any) -> Any:
-        return None if ds is None else ds.map(lambda x, y: (tf.image.rgb_to_grayscale(x), y))
-
-    return dataclasses.replace(data, train=grey(data.train), val=grey(data.val), test=grey(data.test))
-
-
-def write_run(
-    out_dir: Path,
-    model: keras.Model,
-    data: Any,
-    rows: list[dict[str, Any]],
-    val_accuracy: float,
-    val_loss: float,
-    config: dict[str, Any],
-) -> RunResult:
-    """Writes a run folder atomically: model.keras, saved_model/, labels, history, metrics,
-    config and the split manifest."""
-    from transferkit.export import export_saved_model
-
-    with runs.run_folder(out_dir) as tmp:
-        model.save(tmp / "model.keras")
-        export_saved_model(model, tmp / "saved_model")
-        runs.write_labels(tmp / "labels.txt", data.class_names)
-        runs.write_history(tmp / "history.csv", rows)
-        runs.write_json(
-            tmp / "metrics.json",
-            {
-                "val_accuracy": float(val_accuracy),
-                "val_loss": float(val_loss),
-                "num_train": data.count("train"),
-                "num_val": data.count("val"),
-                "epochs": rows,
-            },
-        )
-        runs.write_json(
-            tmp / "config.json",
-            {
-                **config,
-                "out": str(out_dir),
-                "class_names": list(data.class_names),
-                "transferkit_version": _version(),
-            },
-        )
-        data.write_manifest(tmp / "split.csv")
-        if data.skipped:
-            (tmp / "skipped.txt").write_text("".join(f"{p}\t{why}\n" for p, why in data.skipped))
-    return RunResult(out_dir, float(val_accuracy), model, data.class_names, rows)
-
-
-def _version() -> str:
-    from transferkit import __version__
-
-    return __version__

@@ -1,9 +1,9 @@
-"""The one model registry: every builder registers here, and the CLI, recipes, tuner and tests
-refer to models by name only.
+"""The one model registry: every family registers its builders here, and the CLI, recipes, tuner
+and tests refer to models by name only.
 
-A registered model is a *headless backbone builder* plus metadata (:class:`ModelInfo`).
-:func:`create_backbone` wraps it as ``raw 0-255 image -> Preprocess -> feature map``;
-:func:`create_model` puts the one shared head (:mod:`transferkit.head`) on top.
+A registered model is a *headless backbone builder* plus metadata (:class:`ModelInfo`). Names
+become models only in :mod:`transferkit.models.factory`. Importing ``transferkit.models`` (which
+any import of this module does first) registers every family.
 """
 
 from __future__ import annotations
@@ -15,9 +15,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-import keras
-
 from transferkit.errors import ConfigError
+from transferkit.models.weights import pretrained_tags
 
 Builder = Callable[..., Any]
 """``builder(x, **kwargs) -> feature map``: takes the preprocessed image tensor, returns a 4-D tensor."""
@@ -34,7 +33,7 @@ class ModelInfo:
         kwargs: The builder arguments that make this variant (one row of the family's spec table).
         input_shape: Default ``(height, width, channels)``.
         min_size: Smallest height/width the network can downsample.
-        preprocessing: :class:`~transferkit.layers.Preprocess` mode used when no pretrained
+        preprocessing: :class:`~transferkit.models.layers.Preprocess` mode used when no pretrained
             weights dictate one.
         head: Defaults of the shared head (``pooling``, ``hidden_units``, ``dropout``), or a
             function of the builder arguments returning them, for options that change the head
@@ -93,17 +92,12 @@ def register_pattern(pattern: str, resolve: Callable[[re.Match[str]], ModelInfo]
     _PATTERNS.append((re.compile(pattern + r"\Z"), resolve))
 
 
-def _ensure_registered() -> None:
-    import transferkit.models  # noqa: F401  (importing registers every family)
-
-
 def get_model_info(name: str) -> ModelInfo:
     """Looks up a model by name, alias or pattern.
 
     Raises:
         ConfigError: unknown name; the message lists the closest registered names.
     """
-    _ensure_registered()
     if not isinstance(name, str):
         raise ConfigError(f"a model name must be a string, got {type(name).__name__}")
     key = name.strip().lower()
@@ -126,9 +120,6 @@ def list_models(pattern: str = "*", pretrained: bool = False) -> list[str]:
         pattern: e.g. ``"resnet*"``.
         pretrained: Only names with at least one pretrained weights record.
     """
-    _ensure_registered()
-    from transferkit.weights import pretrained_tags
-
     names = sorted(n for n in _MODELS if fnmatch.fnmatchcase(n, pattern.lower()))
     if pretrained:
         names = [n for n in names if pretrained_tags(n)]
@@ -137,11 +128,13 @@ def list_models(pattern: str = "*", pretrained: bool = False) -> list[str]:
 
 def aliases_of(name: str) -> list[str]:
     """The aliases that resolve to ``name``."""
-    _ensure_registered()
     return sorted(a for a, n in _ALIASES.items() if n == name)
 
 
-def _input_shape(info: ModelInfo, input_shape: Any, default: tuple[int, int, int]) -> tuple[int, int, int]:
+def check_input_shape(info: ModelInfo, input_shape: Any = None) -> tuple[int, int, int]:
+    """``input_shape`` (or the variant's default) as ``(height, width, channels)``, checked
+    against what the architecture can take."""
+    default = tuple(info.input_shape)
     shape = tuple(default if input_shape is None else input_shape)
     if len(shape) == 2:
         shape = (*shape, default[2])
@@ -160,106 +153,6 @@ def _input_shape(info: ModelInfo, input_shape: Any, default: tuple[int, int, int
             f"(it downsamples too often for smaller ones), got {h}x{w}; use a larger image size"
         )
     return shape  # type: ignore[return-value]
-
-
-def create_backbone(
-    name: str,
-    weights: str | None = None,
-    input_shape: tuple[int, ...] | None = None,
-    **overrides: Any,
-) -> keras.Model:
-    """Builds a headless backbone: raw 0-255 RGB in, 4-D feature map out.
-
-    Args:
-        name: Registry name or alias (see :func:`list_models`).
-        weights: ``None`` (random init), a pretrained tag such as ``"imagenet"``, or a path to a
-            weights file (``.weights.h5``, legacy ``.h5`` or ``.keras``).
-        input_shape: ``(height, width, channels)``; the variant's default when omitted.
-        **overrides: Builder arguments that change the variant (e.g. ``alpha=0.5``).
-
-    Returns:
-        A functional ``keras.Model`` whose first layer after the input is ``preprocess``.
-    """
-    from transferkit import weights as weights_lib
-    from transferkit.layers import Preprocess
-
-    info = get_model_info(name)
-    record = weights_lib.get_record(info.name, weights) if weights_lib.is_tag(weights) else None
-    if record is not None and overrides:
-        changed = {k: v for k, v in overrides.items() if info.kwargs.get(k, object()) != v}
-        if changed:
-            raise ConfigError(
-                f"pretrained {weights!r} weights fit {info.name} as published; the overrides "
-                f"{sorted(changed)} change the architecture. Drop them or use weights=None"
-            )
-    shape = _input_shape(info, input_shape, info.input_shape)
-    if record is not None and shape[2] != 3:
-        raise ConfigError(
-            f"{info.name} {record.tag} weights take 3-channel RGB input, got {shape[2]} channels"
-        )
-    mode = record.preprocessing if record is not None else info.preprocessing
-    inputs = keras.Input(shape=shape, name="image")
-    x = Preprocess(mode, name="preprocess")(inputs)
-    features = info.builder(x, **{**info.kwargs, **overrides})
-    backbone = keras.Model(inputs, features, name=info.name)
-    if record is not None:
-        weights_lib.load_pretrained(backbone, record)
-    elif weights is not None:
-        weights_lib.load_weights_file(backbone, weights)
-    return backbone
-
-
-def create_model(
-    name: str,
-    num_classes: int | None = None,
-    weights: str | None = None,
-    input_shape: tuple[int, ...] | None = None,
-    *,
-    pooling: str | None = None,
-    hidden_units: tuple[int, ...] | None = None,
-    dropout: float | None = None,
-    activation: str = "softmax",
-    aux_outputs: bool = False,
-    **overrides: Any,
-) -> keras.Model:
-    """Builds a classifier: the named backbone under the one shared head.
-
-    Args:
-        name: Registry name or alias.
-        num_classes: Outputs of the ``predictions`` layer; 1000 (ImageNet) when omitted.
-        weights: ``None``, a pretrained tag for the backbone (``"imagenet"``), or a path to a
-            weights file of the whole classifier.
-        input_shape: ``(height, width, channels)``; the variant's default when omitted.
-        pooling: ``"avg"``, ``"max"`` or ``"flatten"``; the family's default when omitted.
-        hidden_units: Hidden Dense layers of the head (VGG/AlexNet style FC layers).
-        dropout: Dropout rate before ``predictions`` (and after each hidden layer).
-        activation: Activation of ``predictions`` (``"softmax"``, ``"sigmoid"``, ``None``).
-        aux_outputs: Add training-time auxiliary classifiers where the family has them.
-        **overrides: Builder arguments (see the family's docstring).
-    """
-    from transferkit import weights as weights_lib
-    from transferkit.head import classification_head
-
-    info = get_model_info(name)
-    if num_classes is None:
-        num_classes = info.paper_classes
-    if not isinstance(num_classes, int) or num_classes < 1:
-        raise ConfigError(f"num_classes must be a positive integer, got {num_classes!r}")
-    base_weights = weights if weights_lib.is_tag(weights) else None
-    backbone = create_backbone(info.name, base_weights, input_shape, **overrides)
-    head = dict(info.head({**info.kwargs, **overrides}) if callable(info.head) else info.head)
-    for key, value in (("pooling", pooling), ("hidden_units", hidden_units), ("dropout", dropout)):
-        if value is not None:
-            head[key] = value
-    outputs = classification_head(backbone.output, num_classes, activation=activation, **head)
-    if aux_outputs:
-        if info.aux_heads is None:
-            raise ConfigError(f"{info.name} has no auxiliary classifiers; drop aux_outputs")
-        outputs = [outputs] + [out for out, _ in info.aux_heads(backbone, num_classes)]
-    model = keras.Model(backbone.input, outputs, name=info.name)
-    if weights is not None and base_weights is None:
-        weights_lib.load_weights_file(model, weights)
-    return model
 
 
 def with_kwargs(info: ModelInfo, name: str, **kwargs: Any) -> ModelInfo:

@@ -7,10 +7,10 @@ import json
 from pathlib import Path
 from typing import Any
 
+from transferkit.cli.args import add_data_arguments
+
 
 def add_commands(sub: Any) -> None:
-    from transferkit.data.options import add_data_arguments
-
     p = sub.add_parser(
         "doctor",
         help="check a dataset: class balance, unreadable and unsupported files, duplicates",

@@ -10,15 +10,42 @@ from __future__ import annotations
 
 import hashlib
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 import keras
+import numpy as np
 
 from transferkit.errors import WeightsError
 
-ASSETS = Path(__file__).parent / "assets" / "weights"
+ASSETS = Path(__file__).resolve().parents[1] / "assets" / "weights"
+
+# md5 hashes keras.applications checks for the include_top files (keras/src/applications/*.py).
+# MobileNet v1 files are published without one.
+TOP_HASHES = {
+    "resnet50_weights_tf_dim_ordering_tf_kernels.h5": "2cb95161c43110f7111970584f804107",
+    "resnet101_weights_tf_dim_ordering_tf_kernels.h5": "f1aeb4b969a6efcfb50fad2f0c20cfc5",
+    "resnet152_weights_tf_dim_ordering_tf_kernels.h5": "100835be76be38e30d865e96f2aaae62",
+    "resnet50v2_weights_tf_dim_ordering_tf_kernels.h5": "3ef43a0b657b3be2300d5770ece849e0",
+    "resnet101v2_weights_tf_dim_ordering_tf_kernels.h5": "6343647c601c52e1368623803854d971",
+    "resnet152v2_weights_tf_dim_ordering_tf_kernels.h5": "a49b44d1979771252814e80f8ec446f9",
+    "vgg16_weights_tf_dim_ordering_tf_kernels.h5": "64373286793e3c8b2b4e3219cbf3544b",
+    "vgg19_weights_tf_dim_ordering_tf_kernels.h5": "cbe5617147190e668d6c5d5026f83318",
+    "densenet121_weights_tf_dim_ordering_tf_kernels.h5": "9d60b8095a5708f2dcce2bca79d332c7",
+    "densenet169_weights_tf_dim_ordering_tf_kernels.h5": "d699b8f76981ab1b30698df4c175e90b",
+    "densenet201_weights_tf_dim_ordering_tf_kernels.h5": "1ceb130c1ea1b78c3bf6114dbdfd8807",
+    "inception_v3_weights_tf_dim_ordering_tf_kernels.h5": "9a0d58056eeedaa3f26cb7ebd46da564",
+    "efficientnetb0.h5": "902e53a9f72be733fc0bcb005b3ebbac",
+    "efficientnetb1.h5": "1d254153d4ab51201f1646940f018540",
+    "efficientnetb2.h5": "b15cce36ff4dcbd00b6dd88e7857a6ad",
+    "efficientnetb3.h5": "ffd1fdc53d0ce67064dc6a9c7960ede0",
+    "efficientnetb4.h5": "18c95ad55216b8f92d7e70b3a046e2fc",
+    "efficientnetb5.h5": "ace28f2a6363774853a83a0b21b9421a",
+    "efficientnetb6.h5": "165f6e37dce68623721b423839de8be5",
+    "efficientnetb7.h5": "8c03f828fec3ef71311cd463b6759d99",
+}
+_NO_TOP_SUFFIXES = ("_no_top.h5", "_notop.h5")
 
 
 @dataclass(frozen=True)
@@ -33,7 +60,7 @@ class PretrainedWeights:
         file_hash: sha256 (64 hex digits) or md5 (32), as ``keras.utils.get_file`` checks; None if
             the publisher gives none.
         input_size: Resolution the weights were trained at.
-        preprocessing: :class:`~transferkit.layers.Preprocess` mode they expect.
+        preprocessing: :class:`~transferkit.models.layers.Preprocess` mode they expect.
         num_classes: Classes of the published top, or None for a headless (no-top) file.
         licence: Licence of the weights.
         paper: Paper that introduced the weights.
@@ -83,9 +110,6 @@ def get_record(model: str, tag: str) -> PretrainedWeights:
     Raises:
         WeightsError: no such record; the message lists the models that have ``tag`` weights.
     """
-    from transferkit.registry import _ensure_registered
-
-    _ensure_registered()
     record = _RECORDS.get((model, tag))
     if record is None:
         having: dict[str, list[str]] = {}
@@ -232,3 +256,78 @@ def copy_weights_by_order(source: keras.Model, target: keras.Model, skip: tuple[
                 f"of {target.name} has {shapes_b}"
             )
         b.set_weights(a.get_weights())
+
+
+# --- The published classifier tops --------------------------------------------------------------
+
+
+def top_record(model: str, tag: str = "imagenet") -> Any:
+    """The record of the ``include_top`` file published beside a headless ``tag`` record.
+
+    Raises:
+        WeightsError: no ``tag`` weights for ``model``, or no published top for them.
+    """
+    record = get_record(model, tag)
+    suffix = next((s for s in _NO_TOP_SUFFIXES if record.file_name.endswith(s)), None)
+    if record.num_classes is not None:
+        return record
+    if suffix is None:
+        raise WeightsError(
+            f"no classifier top is published for {model} {tag} weights ({record.file_name} is "
+            "headless); use transferkit extract or finetune to train a head"
+        )
+    file_name = record.file_name[: -len(suffix)] + ".h5"
+    return replace(
+        record,
+        file_name=file_name,
+        url=record.url[: -len(record.file_name)] + file_name,
+        file_hash=TOP_HASHES.get(file_name),
+        num_classes=1000,
+        bundled=False,
+        sha256=None,
+    )
+
+
+def _h5_layers(path: Path) -> list[tuple[str, list[np.ndarray]]]:
+    """Weighted layers of a legacy Keras HDF5 weights (or model) file, in saved order."""
+    import h5py
+
+    def text(value: Any) -> str:
+        return value.decode("utf8") if isinstance(value, bytes) else str(value)
+
+    with h5py.File(path, "r") as f:
+        group = f["model_weights"] if "model_weights" in f else f
+        layers = []
+        for name in map(text, group.attrs["layer_names"]):
+            weight_names = [text(w) for w in group[name].attrs.get("weight_names", [])]
+            if weight_names:
+                layers.append((name, [np.asarray(group[name][w]) for w in weight_names]))
+    return layers
+
+
+def load_top_file(model: keras.Model, path: str | os.PathLike[str]) -> None:
+    """Loads a keras.applications ``include_top`` file into a model with the shared head.
+
+    Weighted layers pair up in order (as Keras loads legacy files); a kernel whose shape differs
+    only by 1x1 spatial axes (a ``Conv2D`` classifier into the ``predictions`` Dense) is reshaped.
+
+    Raises:
+        WeightsError: the file does not fit; names the first layer that does not.
+    """
+    saved = _h5_layers(Path(path))
+    mine = [layer for layer in model.layers if layer.weights]
+    if len(saved) != len(mine):
+        raise WeightsError(f"{path} has {len(saved)} weighted layers, {model.name} has {len(mine)}")
+    for (name, arrays), layer in zip(saved, mine):
+        shapes = [tuple(w.shape) for w in layer.weights]
+        values = []
+        for array, shape in zip(arrays, shapes):
+            if array.shape != shape and array.size == int(np.prod(shape)) and array.shape[-1:] == shape[-1:]:
+                array = array.reshape(shape)
+            values.append(array)
+        if len(values) != len(shapes) or [v.shape for v in values] != shapes:
+            raise WeightsError(
+                f"{path} does not fit {model.name}: layer {name!r} of the file has weights "
+                f"{[a.shape for a in arrays]} but layer {layer.name!r} has {shapes}"
+            )
+        layer.set_weights(values)

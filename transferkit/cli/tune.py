@@ -5,16 +5,15 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from pathlib import Path
 from typing import Any
+
+from transferkit.cli.args import add_data_arguments, data_options_from_args, weights_arg
 
 TUNER_NAMES = ("random", "bayesian", "hyperband")
 OBJECTIVE_NAMES = ("val_accuracy", "val_loss", "accuracy", "loss")
 
 
 def add_commands(sub: Any) -> None:
-    from transferkit.data.options import add_data_arguments
-
     p = sub.add_parser(
         "tune",
         help="search hyperparameters (depth, width, dropout, lr...) with keras-tuner",
@@ -61,34 +60,10 @@ def add_commands(sub: Any) -> None:
     p.set_defaults(func=run_tune)
 
 
-def read_space(path: str) -> dict[str, Any]:
-    """A search space JSON file as a mapping.
-
-    Raises:
-        ConfigError: a missing file or malformed JSON, in one line.
-    """
-    from transferkit.errors import ConfigError
-
-    file = Path(path).expanduser()
-    if not file.is_file():
-        raise ConfigError(f"--space file {path!r} does not exist")
-    try:
-        space = json.loads(file.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        raise ConfigError(f"--space file {path!r} is not valid JSON: {err}") from None
-    if not isinstance(space, dict):
-        raise ConfigError(
-            f"--space file {path!r} must hold a JSON object of hyperparameter -> values, "
-            f"got {type(space).__name__}"
-        )
-    return space
-
-
 def run_tune(args: argparse.Namespace) -> int:
     from transferkit import tuning
-    from transferkit.data.options import data_options_from_args
 
-    space: Any = read_space(args.space) if args.space else args.space_preset
+    space: Any = tuning.read_space(args.space) if args.space else args.space_preset
     try:
         result = tuning.tune(
             args.base,
@@ -99,7 +74,7 @@ def run_tune(args: argparse.Namespace) -> int:
             epochs=args.epochs,
             image_size=args.image_size,
             batch_size=args.batch_size,
-            weights=None if args.weights.lower() == "none" else args.weights,
+            weights=weights_arg(args.weights),
             out=args.out,
             seed=args.seed,
             overwrite=args.overwrite,

@@ -1,0 +1,67 @@
+"""Argument helpers shared by every command: number types and the dataset flags."""
+
+from __future__ import annotations
+
+import argparse
+
+from transferkit.data.options import CACHE_MODES, DataOptions
+
+
+def positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a number of at least 1, got {value}")
+    return value
+
+
+def weights_arg(text: str | None) -> str | None:
+    """``--weights``: ``none`` means random init."""
+    return None if text is None or str(text).lower() == "none" else text
+
+
+def add_data_arguments(parser: argparse.ArgumentParser, training: bool = True) -> None:
+    """Adds the dataset flags (CSV columns, tfds, cache; with ``training`` also splits,
+    augmentation and class weights) to a command's parser."""
+    g = parser.add_argument_group("data")
+    g.add_argument("--data-dir", default=None, help="tensorflow-datasets download/cache folder (for --data tfds:NAME)")
+    g.add_argument(
+        "--tfds-splits", default=None, metavar="MAP",
+        help="tfds splits to use, e.g. 'train=train,val=validation,test=test' (default: the dataset's own)",
+    )
+    g.add_argument("--path-column", default="path", help="CSV column of image paths (default path)")
+    g.add_argument("--label-column", default="label", help="CSV column of class labels (default label)")
+    g.add_argument("--split-column", default="split", help="CSV column of splits, used when present (default split)")
+    if not training:
+        return
+    g.add_argument("--test-split", type=float, default=0.0, help="fraction of every class held out for testing (default 0)")
+    g.add_argument(
+        "--augment", dest="augment_spec", default=None, metavar="SPEC",
+        help="training augmentation, e.g. 'flip,rotation=0.1,zoom=0.2,crop=0.875,contrast=0.2' "
+        "(default flip,rotation,zoom; 'none' for none; never applied to validation data)",
+    )
+    g.add_argument(
+        "--class-weight", choices=("auto", "none"), default="none",
+        help="'auto' weighs classes inversely to their training counts (imbalanced data)",
+    )
+    g.add_argument("--cache", choices=CACHE_MODES, default="auto", help="cache of decoded images (default auto)")
+    g.add_argument("--cache-dir", default=None, help="folder of the disk cache")
+
+
+def data_options_from_args(args: argparse.Namespace) -> DataOptions:
+    """The :class:`~transferkit.data.options.DataOptions` of parsed :func:`add_data_arguments` flags."""
+    d = DataOptions()
+    return DataOptions(
+        augment_spec=getattr(args, "augment_spec", d.augment_spec),
+        class_weight=None if getattr(args, "class_weight", "none") == "none" else args.class_weight,
+        test_split=getattr(args, "test_split", d.test_split),
+        data_dir=args.data_dir,
+        tfds_splits=args.tfds_splits,
+        path_column=args.path_column,
+        label_column=args.label_column,
+        split_column=args.split_column,
+        cache=getattr(args, "cache", d.cache),
+        cache_dir=getattr(args, "cache_dir", d.cache_dir),
+    )

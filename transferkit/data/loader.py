@@ -1,0 +1,396 @@
+"""Loading a dataset: one interface for every source (train/validation/test pipelines plus class
+names), :func:`load_data`.
+
+Sources: a folder of class sub-folders (or of ``train/``, ``val/``, ``test/`` folders of them),
+a CSV of paths and labels, or ``tfds:NAME`` from tensorflow-datasets.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import tempfile
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from transferkit.data.csv_source import index_csv
+from transferkit.data.folder import FolderIndex, index_folder
+from transferkit.data.probe import probe_files
+from transferkit.data.split import (
+    SPLITS,
+    complete_split,
+    find_duplicates,
+    stratified_split,
+    write_manifest,
+)
+from transferkit.data.tfds_source import is_tfds
+from transferkit.errors import ConfigError, DataError
+
+SAMPLE_NAME = "sample"
+SAMPLE_DIR = Path(__file__).resolve().parents[1] / "assets" / "sample"
+# The "auto" cache keeps decoded images in memory up to this share of the available memory.
+MEMORY_CACHE_SHARE = 0.5
+
+
+@dataclass
+class DataBundle:
+    """What training needs from a dataset.
+
+    Attributes:
+        train: Batches of (float32 0-255 RGB images, int32 labels), shuffled and augmented.
+        val: Validation batches, never augmented.
+        class_names: Class of each label index.
+        files, labels, splits: The manifest: every file used, its label and its split.
+        skipped: Files left out (not images, unsupported, unreadable, undecodable), as
+            (path, reason).
+        test: Test batches when the data has a test split, else None.
+        class_weight: ``{label: weight}`` for ``model.fit`` with ``class_weight="auto"``, else None.
+        duplicates: Groups of byte-identical files (paths).
+        notes: One-line warnings for the user (duplicates across splits, imbalance).
+        extra: Anything source-specific.
+    """
+
+    train: Any
+    val: Any
+    class_names: tuple[str, ...]
+    files: tuple[str, ...] = ()
+    labels: tuple[int, ...] = ()
+    splits: tuple[str, ...] = ()
+    skipped: tuple[tuple[str, str], ...] = ()
+    test: Any = None
+    class_weight: dict[int, float] | None = None
+    duplicates: tuple[tuple[str, ...], ...] = ()
+    notes: tuple[str, ...] = ()
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.class_names)
+
+    def count(self, split: str) -> int:
+        return sum(1 for s in self.splits if s == split)
+
+    def grey(self) -> "DataBundle":
+        """The bundle with its pipelines' images turned grey (1 channel)."""
+        import dataclasses
+
+        import tensorflow as tf
+
+        def grey(ds: Any) -> Any:
+            return None if ds is None else ds.map(lambda x, y: (tf.image.rgb_to_grayscale(x), y))
+
+        return dataclasses.replace(self, train=grey(self.train), val=grey(self.val), test=grey(self.test))
+
+    def write_manifest(self, path: str | os.PathLike[str]) -> None:
+        """Writes ``split.csv``; and ``duplicates.txt`` beside it when byte-identical files exist."""
+        write_manifest(path, self.files, self.labels, self.splits, self.class_names)
+        if self.duplicates:
+            where = dict(zip(self.files, self.splits))
+            Path(path).with_name("duplicates.txt").write_text(
+                "".join(
+                    "\t".join(f"{f} ({where.get(f, 'skipped')})" for f in group) + "\n"
+                    for group in self.duplicates
+                )
+            )
+
+
+def resolve_source(source: str | os.PathLike[str]) -> Path:
+    """The path a ``--data`` value names; ``sample`` is the small dataset shipped in the package."""
+    if str(source) == SAMPLE_NAME:
+        if Path(SAMPLE_NAME).exists():
+            raise DataError(
+                "'sample' names both the built-in sample dataset and ./sample here; "
+                "write ./sample for your folder"
+            )
+        return SAMPLE_DIR
+    return Path(source).expanduser()
+
+
+def is_csv(path: Path) -> bool:
+    return path.suffix.lower() in (".csv", ".tsv") and not path.is_dir()
+
+
+def index_source(
+    source: str | os.PathLike[str],
+    path_column: str = "path",
+    label_column: str = "label",
+    split_column: str | None = "split",
+) -> FolderIndex:
+    """Indexes a folder or CSV source without decoding any image (fast checks before training)."""
+    if is_tfds(source):
+        raise DataError(f"{source} is a tensorflow-datasets source; it has no files to index")
+    path = resolve_source(source)
+    if is_csv(path):
+        if not path.exists():
+            raise DataError(f"CSV {str(path)!r} does not exist")
+        return index_csv(path, path_column, label_column, split_column)
+    return index_folder(path)
+
+
+def class_weights(labels: list[int], num_classes: int) -> dict[int, float]:
+    """Balanced weights ``n / (classes * n_class)``: each class contributes equally to the loss."""
+    counts = Counter(labels)
+    n = len(labels)
+    return {c: (n / (num_classes * counts[c]) if counts[c] else 0.0) for c in range(num_classes)}
+
+
+def available_memory() -> int:
+    try:
+        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):
+        return 4 << 30
+
+
+def _cache_mode(cache: str, n_images: int, image_size: int) -> str | None:
+    """``"memory"``, ``"disk"`` or None, for ``--cache`` mode ``cache``."""
+    if cache not in ("auto", "memory", "disk", "none"):
+        raise ConfigError(f"cache must be auto, memory, disk or none, got {cache!r}")
+    if cache == "auto":
+        fits = n_images * image_size * image_size * 3 <= MEMORY_CACHE_SHARE * available_memory()
+        return "memory" if fits else "disk"
+    return None if cache == "none" else cache
+
+
+def _cache_target(cache: str, n_images: int, image_size: int, key: str, cache_dir: str | None) -> str | None:
+    """``"memory"``, a disk cache file prefix, or None, for ``--cache`` mode ``cache``."""
+    mode = _cache_mode(cache, n_images, image_size)
+    if mode != "disk":
+        return mode
+    folder = Path(cache_dir or Path(tempfile.gettempdir()) / "transferkit-cache")
+    folder.mkdir(parents=True, exist_ok=True)
+    prefix = folder / key
+    if not Path(f"{prefix}.index").exists():  # no complete cache: clear an interrupted one
+        for stale in folder.glob(f"{key}*"):
+            stale.unlink()
+    return str(prefix)
+
+
+def _key(*parts: Any) -> str:
+    h = hashlib.blake2b(digest_size=12)
+    for part in parts:
+        h.update(repr(part).encode())
+    return h.hexdigest()
+
+
+def load_data(
+    source: str | os.PathLike[str],
+    image_size: int,
+    batch_size: int = 32,
+    val_split: float = 0.2,
+    seed: int = 0,
+    augment: bool = True,
+    *,
+    augment_spec: str | None = None,
+    class_weight: str | None = None,
+    test_split: float = 0.0,
+    data_dir: str | None = None,
+    tfds_splits: str | None = None,
+    path_column: str = "path",
+    label_column: str = "label",
+    split_column: str = "split",
+    cache: str = "auto",
+    cache_dir: str | None = None,
+) -> DataBundle:
+    """Loads a dataset as train/validation(/test) tf.data pipelines.
+
+    Every file is first checked from its header (format, emptiness, EXIF orientation); files
+    that cannot be used are skipped and listed. Unless ``cache="none"``, all images are then
+    decoded once, in parallel, into the cache, and files that fail to decode are skipped too:
+    no bad file can stop an epoch.
+
+    Args:
+        source: A folder of class sub-folders (or of ``train/``, ``val/``, ``test/``), a CSV of
+            ``path,label[,split]`` rows, ``"tfds:NAME"``, or ``"sample"`` for the built-in sample.
+        image_size: Side of the square images the model takes.
+        batch_size: Batch size.
+        val_split: Fraction of each class held out for validation (stratified, seeded); not used
+            when the source gives its own validation split.
+        seed: Seed of the split, the shuffling and the augmentation.
+        augment: Augment training batches (with ``augment_spec``).
+        augment_spec: Augmentations, e.g. ``"flip,rotation=0.1,crop,contrast"``; default
+            ``flip,rotation,zoom``.
+        class_weight: ``"auto"`` for balanced class weights (``DataBundle.class_weight``).
+        test_split: Fraction of each class held out for testing.
+        data_dir: tensorflow-datasets data folder.
+        tfds_splits: tfds split mapping, e.g. ``"train=train,val=validation"``.
+        path_column, label_column, split_column: CSV column names.
+        cache: ``auto``, ``memory``, ``disk`` or ``none`` (see :class:`DataOptions`).
+        cache_dir: Folder of the disk cache.
+
+    Raises:
+        DataError: anything about the data a user must fix, as one line.
+    """
+    from transferkit.data import pipeline
+
+    if batch_size < 1:
+        raise DataError(f"batch size must be at least 1, got {batch_size}")
+    if class_weight not in (None, "none", "auto"):
+        raise ConfigError(f"class_weight must be 'auto' or None, got {class_weight!r}")
+    augmentation = (
+        pipeline.build_augmentation(augment_spec or pipeline.DEFAULT_AUGMENT, seed, image_size) if augment else None
+    )
+    if is_tfds(source):
+        return _load_tfds(
+            str(source), image_size, batch_size, val_split, seed, augmentation, class_weight,
+            data_dir, tfds_splits, cache, cache_dir,
+        )
+    index = index_source(source, path_column, label_column, split_column)
+    skipped = list(index.skipped)
+    probes = probe_files(index.files, index.sizes)
+    bad = [p for p in probes if p.problem]
+    skipped += [(p.path, p.problem) for p in bad]  # type: ignore[misc]
+    keep = [i for i, p in enumerate(probes) if not p.problem]
+    _check_usable(index, keep, bad)
+    files = [index.files[i] for i in keep]
+    labels = [index.labels[i] for i in keep]
+    sizes = [index.sizes[i] for i in keep] if index.sizes else None
+    formats = [probes[i].format_code for i in keep]
+    ratios = [pipeline.jpeg_ratio(probes[i].width, probes[i].height, image_size) for i in keep]
+    orientations = [probes[i].orientation for i in keep]
+    if index.splits:
+        splits = complete_split([index.splits[i] for i in keep], labels, val_split, seed, index.class_names)
+    else:
+        splits = stratified_split(labels, val_split, seed, index.class_names, test_split)
+
+    def decode(rows: list[int], target: str | None) -> Any:
+        return pipeline.decoded_dataset(
+            [files[i] for i in rows], [labels[i] for i in rows], image_size,
+            [formats[i] for i in rows], [orientations[i] for i in rows], target, [ratios[i] for i in rows],
+        )
+
+    rows_of = {split: [i for i, s in enumerate(splits) if s == split] for split in SPLITS}
+    rows_of = {split: rows for split, rows in rows_of.items() if rows}
+    decoded: dict[str, Any] = {}
+    failed: set[int] = set()
+    in_memory = _cache_mode(cache, len(files), image_size) == "memory"
+    if in_memory:
+        # One decoding pass and one set of decoders for all splits: each split is its run of
+        # the one cache (rows in split order, which the decoded dataset keeps).
+        order = [i for rows in rows_of.values() for i in rows]
+        everything = decode(order, "memory")
+        done = {order[j] for j in pipeline.fill_cache(everything)[0]}
+        failed = set(order) - done
+        start = 0
+        for split, rows in rows_of.items():
+            n = sum(1 for i in rows if i in done)
+            decoded[split] = everything.skip(start).take(n)
+            start += n
+    else:
+        for split, rows in rows_of.items():
+            # One cache per split, so an epoch reads only its own split from disk.
+            key = _key([files[i] for i in rows], [sizes[i] for i in rows] if sizes else None, orientations, image_size)
+            target = _cache_target(cache, len(files), image_size, f"{split}-{key}", cache_dir)
+            decoded[split] = decode(rows, target)
+            if target is not None:
+                done_in_split, _ = pipeline.fill_cache(decoded[split])
+                failed |= set(rows) - {rows[j] for j in done_in_split}
+    pipes: dict[str, Any] = {}
+    for split, rows in rows_of.items():
+        buffer = len(rows) if in_memory or cache == "none" else min(len(rows), 4096)
+        pipes[split] = pipeline.batched(
+            decoded[split], batch_size, training=split == "train", seed=seed, augmentation=augmentation, shuffle_buffer=buffer
+        )
+    skipped += [(files[i], "cannot be decoded (corrupt or truncated)") for i in sorted(failed)]
+    used = [i for i in range(len(files)) if i not in failed]
+    if failed:
+        for split in ("train", "val"):
+            if not any(splits[i] == split for i in used):
+                raise DataError(
+                    f"no image of the {split} split of {source} can be decoded "
+                    f"(e.g. {files[min(failed)]!r}); run `transferkit doctor --data {source}`"
+                )
+    files = [files[i] for i in used]
+    labels_used = [labels[i] for i in used]
+    splits = [splits[i] for i in used]
+    notes: list[str] = []
+    groups = find_duplicates(files, [sizes[i] for i in used] if sizes else None)
+    across = [g for g in groups if len({splits[i] for i in g}) > 1]
+    if across:
+        notes.append(
+            f"{len(across)} group(s) of byte-identical files fall in different splits (e.g. "
+            f"{files[across[0][0]]!r} and {files[across[0][1]]!r}): validation scores are optimistic; "
+            "see duplicates.txt"
+        )
+    weights = class_weights([y for y, s in zip(labels_used, splits) if s == "train"], len(index.class_names)) if class_weight == "auto" else None
+    return DataBundle(
+        train=pipes["train"],
+        val=pipes["val"],
+        test=pipes.get("test"),
+        class_names=index.class_names,
+        files=tuple(files),
+        labels=tuple(labels_used),
+        splits=tuple(splits),
+        skipped=tuple(skipped),
+        class_weight=weights,
+        duplicates=tuple(tuple(files[i] for i in g) for g in groups),
+        notes=tuple(notes),
+    )
+
+
+def _check_usable(index: FolderIndex, keep: list[int], bad: list[Any]) -> None:
+    """Refuses a dataset whose classes have no usable file left."""
+    if not keep:
+        example = f" (e.g. {bad[0].path}: {bad[0].problem})" if bad else ""
+        raise DataError(
+            f"none of the {len(index.files)} files in {index.root} can be used as an image{example}; "
+            "run `transferkit doctor` on it"
+        )
+    present = Counter(index.labels[i] for i in keep)
+    empty = [index.class_names[c] for c in range(len(index.class_names)) if not present[c]]
+    if empty:
+        raise DataError(
+            f"class {empty[0]!r} has no usable image (all unreadable or unsupported); "
+            "fix or remove its files, or remove the class"
+        )
+
+
+def _load_tfds(
+    source: str, image_size: int, batch_size: int, val_split: float, seed: int, augmentation: Any,
+    class_weight: str | None, data_dir: str | None, tfds_splits: str | None, cache: str, cache_dir: str | None,
+) -> DataBundle:
+    from transferkit.data import pipeline
+    from transferkit.data.tfds_source import open_tfds
+
+    src = open_tfds(source, data_dir, tfds_splits, val_split)
+    pipes: dict[str, Any] = {}
+    files: list[str] = []
+    labels: list[int] = []
+    splits: list[str] = []
+    for split in SPLITS:
+        if split not in src.splits:
+            continue
+        n = src.count(split) or 0
+        key = _key(source, src.builder.data_dir, src.splits[split], image_size)
+        target = _cache_target(cache, n, image_size, f"tfds-{split}-{key}", cache_dir)
+        decoded = pipeline.decoded_tensor_dataset(src.dataset(split), image_size, target)
+        if target is not None:
+            done, ys = pipeline.fill_cache(decoded)
+        else:
+            done, ys = list(range(n)), [0] * n
+        files += [f"tfds:{src.name}/{src.splits[split]}/{i}" for i in done]
+        labels += ys
+        splits += [split] * len(done)
+        if split in ("train", "val") and target is not None and not done:
+            raise DataError(f"the {split} split of {source} ({src.splits[split]}) has no examples")
+        buffer = len(done) if target == "memory" else min(max(len(done), 1), 4096)
+        pipes[split] = pipeline.batched(
+            decoded, batch_size, training=split == "train", seed=seed, augmentation=augmentation, shuffle_buffer=buffer
+        )
+    weights = (
+        class_weights([y for y, s in zip(labels, splits) if s == "train"], len(src.class_names))
+        if class_weight == "auto"
+        else None
+    )
+    return DataBundle(
+        train=pipes["train"],
+        val=pipes["val"],
+        test=pipes.get("test"),
+        class_names=src.class_names,
+        files=tuple(files),
+        labels=tuple(labels),
+        splits=tuple(splits),
+        class_weight=weights,
+        extra={"tfds_splits": dict(src.splits)},
+    )

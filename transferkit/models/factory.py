@@ -1,0 +1,260 @@
+"""The one road from a model name to a model: lookup, image-size check, channel adaptation,
+pretrained weights and the shared head.
+
+Every command, the tuner, the recipes and the Python API build models here.
+:func:`create_backbone` wraps a registered builder as ``raw 0-255 image -> Preprocess -> feature
+map``; :func:`create_model` puts the one shared head (:mod:`transferkit.models.head`) on top;
+:func:`build_model` is what training uses (a new head on a base from random init, a pretrained
+tag or a file, for RGB or grey images); :func:`pretrained_classifier` is the published classifier
+unchanged.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import keras
+
+from transferkit.errors import ConfigError, WeightsError
+from transferkit.models import weights as weights_lib
+from transferkit.models.head import classification_head, is_head_layer
+from transferkit.models.layers import PREPROCESSING_MODES, Preprocess
+from transferkit.models.registry import check_input_shape, get_model_info
+
+
+def default_image_size(base: str, weights: str | None) -> int:
+    """The input side of ``base``: its pretrained weights' resolution, else the variant's default."""
+    info = get_model_info(base)
+    if weights_lib.is_tag(weights):
+        return weights_lib.get_record(info.name, weights).input_size  # type: ignore[arg-type]
+    return info.input_shape[0]
+
+
+def checked_image_size(base: str, weights: str | None, image_size: int | None) -> int:
+    """The input side a run uses, checked against what the architecture can take."""
+    info = get_model_info(base)
+    size = image_size or default_image_size(info.name, weights)
+    check_input_shape(info, (size, size, 3))
+    return size
+
+
+def create_backbone(
+    name: str,
+    weights: str | None = None,
+    input_shape: tuple[int, ...] | None = None,
+    **overrides: Any,
+) -> keras.Model:
+    """Builds a headless backbone: raw 0-255 RGB in, 4-D feature map out.
+
+    Args:
+        name: Registry name or alias (see :func:`list_models`).
+        weights: ``None`` (random init), a pretrained tag such as ``"imagenet"``, or a path to a
+            weights file (``.weights.h5``, legacy ``.h5`` or ``.keras``).
+        input_shape: ``(height, width, channels)``; the variant's default when omitted.
+        **overrides: Builder arguments that change the variant (e.g. ``alpha=0.5``).
+
+    Returns:
+        A functional ``keras.Model`` whose first layer after the input is ``preprocess``.
+    """
+    info = get_model_info(name)
+    record = weights_lib.get_record(info.name, weights) if weights_lib.is_tag(weights) else None
+    if record is not None and overrides:
+        changed = {k: v for k, v in overrides.items() if info.kwargs.get(k, object()) != v}
+        if changed:
+            raise ConfigError(
+                f"pretrained {weights!r} weights fit {info.name} as published; the overrides "
+                f"{sorted(changed)} change the architecture. Drop them or use weights=None"
+            )
+    shape = check_input_shape(info, input_shape)
+    if record is not None and shape[2] != 3:
+        raise ConfigError(
+            f"{info.name} {record.tag} weights take 3-channel RGB input, got {shape[2]} channels"
+        )
+    mode = record.preprocessing if record is not None else info.preprocessing
+    inputs = keras.Input(shape=shape, name="image")
+    x = Preprocess(mode, name="preprocess")(inputs)
+    features = info.builder(x, **{**info.kwargs, **overrides})
+    backbone = keras.Model(inputs, features, name=info.name)
+    if record is not None:
+        weights_lib.load_pretrained(backbone, record)
+    elif weights is not None:
+        weights_lib.load_weights_file(backbone, weights)
+    return backbone
+
+
+def create_model(
+    name: str,
+    num_classes: int | None = None,
+    weights: str | None = None,
+    input_shape: tuple[int, ...] | None = None,
+    *,
+    pooling: str | None = None,
+    hidden_units: tuple[int, ...] | None = None,
+    dropout: float | None = None,
+    activation: str = "softmax",
+    aux_outputs: bool = False,
+    **overrides: Any,
+) -> keras.Model:
+    """Builds a classifier: the named backbone under the one shared head.
+
+    Args:
+        name: Registry name or alias.
+        num_classes: Outputs of the ``predictions`` layer; 1000 (ImageNet) when omitted.
+        weights: ``None``, a pretrained tag for the backbone (``"imagenet"``), or a path to a
+            weights file of the whole classifier.
+        input_shape: ``(height, width, channels)``; the variant's default when omitted.
+        pooling: ``"avg"``, ``"max"`` or ``"flatten"``; the family's default when omitted.
+        hidden_units: Hidden Dense layers of the head (VGG/AlexNet style FC layers).
+        dropout: Dropout rate before ``predictions`` (and after each hidden layer).
+        activation: Activation of ``predictions`` (``"softmax"``, ``"sigmoid"``, ``None``).
+        aux_outputs: Add training-time auxiliary classifiers where the family has them.
+        **overrides: Builder arguments (see the family's docstring).
+    """
+    info = get_model_info(name)
+    if num_classes is None:
+        num_classes = info.paper_classes
+    if not isinstance(num_classes, int) or num_classes < 1:
+        raise ConfigError(f"num_classes must be a positive integer, got {num_classes!r}")
+    base_weights = weights if weights_lib.is_tag(weights) else None
+    backbone = create_backbone(info.name, base_weights, input_shape, **overrides)
+    head = dict(info.head({**info.kwargs, **overrides}) if callable(info.head) else info.head)
+    for key, value in (("pooling", pooling), ("hidden_units", hidden_units), ("dropout", dropout)):
+        if value is not None:
+            head[key] = value
+    outputs = classification_head(backbone.output, num_classes, activation=activation, **head)
+    if aux_outputs:
+        if info.aux_heads is None:
+            raise ConfigError(f"{info.name} has no auxiliary classifiers; drop aux_outputs")
+        outputs = [outputs] + [out for out, _ in info.aux_heads(backbone, num_classes)]
+    model = keras.Model(backbone.input, outputs, name=info.name)
+    if weights is not None and base_weights is None:
+        weights_lib.load_weights_file(model, weights)
+    return model
+
+
+def build_model(
+    base: str,
+    num_classes: int,
+    weights: str | None = None,
+    image_size: int | None = None,
+    channels: int | None = None,
+    **head: Any,
+) -> keras.Model:
+    """A classifier with a new head on a base from random init, a pretrained tag or a file.
+
+    A file is first loaded into the base alone (a ``.keras`` by layer name, so the file's own
+    head is ignored; a weights file by order); a weights file of a whole classifier with
+    ``num_classes`` outputs is accepted too. ``channels=1`` adapts 3-channel weights with
+    :func:`adapt_input_channels`.
+
+    Args:
+        base: Registry name.
+        num_classes: Outputs of the new ``predictions`` layer.
+        weights: None, a tag (``"imagenet"``) or a path.
+        image_size: Square input side; the variant's default when None.
+        channels: 3 (RGB) or 1 (grey); the variant's default when None.
+        **head: ``pooling``, ``hidden_units``, ``dropout`` of the shared head.
+    """
+    info = get_model_info(base)
+    size = image_size or info.input_shape[0]
+    channels = channels or info.input_shape[2]
+    if channels not in (1, 3):
+        raise ConfigError(f"channels must be 1 or 3, got {channels}")
+    if channels == 1 and info.input_shape[2] == 3 and weights is not None:
+        rgb = build_model(base, num_classes, weights, size, 3, **head)
+        mode = rgb.get_layer("preprocess").mode
+        if mode in ("torch", "caffe"):
+            raise ConfigError(
+                f"{base} weights expect per-channel {mode!r} preprocessing, which has no grey form; "
+                "train on 3-channel images (grey images are read as RGB by default)"
+            )
+        grey = create_model(base, num_classes, None, (size, size, 1), **head)
+        set_preprocessing(grey, rgb.get_layer("preprocess").mode)
+        adapt_input_channels(rgb, grey)
+        return grey
+    shape = (size, size, channels)
+    if weights is None or weights_lib.is_tag(weights):
+        return create_model(base, num_classes, weights, shape, **head)
+    backbone_error: WeightsError | None = None
+    try:
+        backbone = create_backbone(base, weights, shape)
+    except WeightsError as err:
+        backbone_error = err
+    if backbone_error is None:
+        model = create_model(base, num_classes, None, shape, **head)
+        for layer in backbone.layers:
+            if layer.weights:
+                model.get_layer(layer.name).set_weights(layer.get_weights())
+        return model
+    try:
+        return create_model(base, num_classes, weights, shape, **head)
+    except WeightsError:
+        raise backbone_error from None
+
+
+def set_preprocessing(model: keras.Model, mode: str) -> None:
+    """Sets the mode of the model's ``preprocess`` layer (before the model is first run)."""
+    if mode not in PREPROCESSING_MODES:
+        raise ConfigError(f"unknown preprocessing mode {mode!r}")
+    model.get_layer("preprocess").mode = mode
+
+
+def first_conv(model: keras.Model) -> keras.layers.Layer:
+    """The first base layer with a 4-D kernel (the convolution that sees the image)."""
+    for layer in model.layers:
+        if is_head_layer(layer):
+            continue
+        kernel = [w for w in layer.weights if len(w.shape) == 4]
+        if kernel:
+            return layer
+    raise ConfigError(f"{model.name} has no convolution to adapt to other input channels")
+
+
+def adapt_input_channels(source: keras.Model, target: keras.Model) -> None:
+    """Copies the weights of ``source`` (3-channel RGB) into ``target`` (1-channel), by layer name.
+
+    The first convolution's kernel is summed over its RGB input axis: a grey image ``g`` fed as
+    ``(g, g, g)`` gives ``sum_c K_c * g``, so the 1-channel network computes what the RGB network
+    computes on the grey image repeated three times. That holds for the ``tf``, ``unit`` and
+    ``none`` preprocessing modes, which treat every channel alike; :func:`build_model` refuses
+    one channel with the per-channel ``torch`` and ``caffe`` modes. Other per-channel weights
+    before that convolution (a stem normalization) are averaged.
+    """
+    conv = first_conv(source).name
+    seen_conv = False
+    src = {layer.name: layer for layer in source.layers}
+    for layer in target.layers:
+        if not layer.weights:
+            continue
+        other = src.get(layer.name)
+        if other is None:
+            raise WeightsError(f"{source.name} has no layer {layer.name!r} to copy into {target.name}")
+        values = []
+        for mine, theirs in zip(layer.weights, other.get_weights()):
+            if tuple(mine.shape) != theirs.shape:
+                if layer.name == conv and len(theirs.shape) == 4:
+                    theirs = theirs.sum(axis=2, keepdims=True)
+                elif not seen_conv and theirs.shape[-1:] == (3,):
+                    theirs = theirs.mean(axis=-1, keepdims=True)
+            if tuple(mine.shape) != theirs.shape:
+                raise WeightsError(
+                    f"layer {layer.name!r} has weights {theirs.shape} in {source.name} but "
+                    f"{tuple(mine.shape)} in {target.name}"
+                )
+            values.append(theirs)
+        layer.set_weights(values)
+        seen_conv = seen_conv or layer.name == conv
+
+
+def pretrained_classifier(model: str, tag: str = "imagenet") -> keras.Model:
+    """The published classifier, unchanged: our backbone and shared head with the top file loaded.
+
+    The top files are not bundled; the first use downloads one (or finds it in
+    ``$KERAS_HOME/models``), like ``keras.applications`` with ``include_top=True``.
+    """
+    record = weights_lib.top_record(get_model_info(model).name, tag)
+    size = record.input_size
+    classifier = create_model(model, num_classes=record.num_classes, input_shape=(size, size, 3))
+    set_preprocessing(classifier, record.preprocessing)
+    weights_lib.load_top_file(classifier, weights_lib.resolve_file(record))
+    return classifier

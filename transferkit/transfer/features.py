@@ -1,0 +1,218 @@
+"""Frozen layers computed once: the features of a frozen base (use as-is), cached in memory or on
+disk, and the output of a fine-tuned model's frozen prefix.
+
+The base never trains in this mode, so its output for an image never changes: it is computed
+once per image and kept in memory, or on disk keyed by the extractor (model, overrides, image
+size, pooling, preprocessing), the weights (tag and file hash, or the user file's sha256) and
+each image file's contents. A second run, and every tuner trial, reads the features back and
+trains only the head, which costs about as much as one pass of the base over the data did.
+
+With augmentation on, every epoch sees different pixels, so features cannot be cached: the head
+then trains on the frozen base over augmented images (the Keras guide's slower variant), and the
+log says so.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import keras
+import numpy as np
+
+from transferkit.errors import ConfigError
+
+FEATURE_CACHES = ("disk", "memory", "none")
+_VERSION = 1  # bump when decoding or the key changes, so old cache files are not reused
+_MEMORY: dict[str, dict[bytes, np.ndarray]] = {}
+
+
+def default_cache_dir() -> Path:
+    """``$TRANSFERKIT_CACHE/features``, else ``~/.cache/transferkit/features``."""
+    root = os.environ.get("TRANSFERKIT_CACHE") or Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "transferkit"
+    return Path(root).expanduser() / "features"
+
+
+def file_digest(path: str | os.PathLike[str]) -> bytes:
+    """A 16-byte blake2b digest of a file's contents."""
+    digest = hashlib.blake2b(digest_size=16)
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.digest()
+
+
+def weights_identity(base: str, weights: str | None, seed: int) -> str:
+    """What makes two bases with the same architecture compute the same features."""
+    from transferkit.models import weights as weights_lib
+    from transferkit.models.registry import get_model_info
+
+    if weights is None:
+        return f"random-init-seed{seed}"
+    if weights_lib.is_tag(weights):
+        r = weights_lib.get_record(get_model_info(base).name, weights)
+        return f"{r.tag}:{r.file_name}:{r.file_hash or r.sha256 or r.url}"
+    return "file:" + weights_lib.sha256_of(Path(weights))
+
+
+def extractor_key(extractor: keras.Model, weights_id: str) -> str:
+    """Cache key of an extractor: its architecture config (which includes the input size,
+    pooling and preprocessing) and its weights."""
+    config = json.dumps(extractor.get_config(), sort_keys=True, default=str)
+    h = hashlib.blake2b(digest_size=12)
+    for part in (str(_VERSION), config, weights_id):
+        h.update(part.encode())
+    return f"{extractor.name}-{h.hexdigest()}"
+
+
+class FeatureStore:
+    """Features by image-content digest for one extractor: in memory, and optionally on disk as
+    one ``<key>.npz`` file (rewritten atomically, so parallel tuner trials never read half a file)."""
+
+    def __init__(self, key: str, mode: str = "disk", folder: str | os.PathLike[str] | None = None) -> None:
+        if mode not in FEATURE_CACHES:
+            raise ConfigError(f"feature cache must be one of {', '.join(FEATURE_CACHES)}, got {mode!r}")
+        self.key, self.mode = key, mode
+        self.path = Path(folder or default_cache_dir()) / f"{key}.npz" if mode == "disk" else None
+        self.table: dict[bytes, np.ndarray] = dict(_MEMORY.get(key, {})) if mode != "none" else {}
+        if self.path is not None and self.path.is_file():
+            try:
+                with np.load(self.path) as saved:
+                    self.table.update(zip(saved["digests"].tolist(), saved["features"]))
+            except (OSError, ValueError, KeyError):
+                pass  # an unreadable cache file is recomputed and replaced
+
+    def save(self) -> None:
+        if self.mode == "none" or not self.table:
+            return
+        _MEMORY[self.key] = dict(self.table)
+        if self.path is None:
+            return
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        digests = list(self.table)
+        fd, tmp = tempfile.mkstemp(dir=self.path.parent, suffix=".npz.partial")
+        os.close(fd)
+        with open(tmp, "wb") as f:
+            np.savez(f, digests=np.array(digests, dtype="S16"), features=np.stack([self.table[d] for d in digests]))
+        os.replace(tmp, self.path)
+
+
+def feature_fn(model: keras.Model) -> Any:
+    """``model`` in inference mode as one traced function for any batch size (traced once)."""
+    import tensorflow as tf
+
+    spec = tf.TensorSpec((None, *model.input_shape[1:]), tf.float32)
+    return tf.function(lambda x: model(x, training=False), input_signature=[spec])
+
+
+def file_features(
+    extractor: keras.Model,
+    files: list[str],
+    image_size: int,
+    store: FeatureStore,
+    batch_size: int = 32,
+    channels: int = 3,
+) -> tuple[np.ndarray, np.ndarray, int]:
+    """Features of image files, computing only those not in ``store``.
+
+    Returns:
+        ``(features, ok, computed)``: one row per file (zeros where ``ok`` is False: a file that
+        could not be decoded), and how many were computed rather than read back.
+    """
+    import tensorflow as tf
+
+    from transferkit.data import pipeline
+    from transferkit.data.probe import probe_files
+
+    digests = [file_digest(f) for f in files]
+    missing = [i for i, d in enumerate(digests) if d not in store.table]
+    if missing:
+        probes = probe_files([files[i] for i in missing])
+        decoded = pipeline.decoded_dataset(
+            [files[i] for i in missing], [0] * len(missing), image_size,
+            [p.format_code for p in probes], [p.orientation for p in probes], cache=None,
+        )
+        run = feature_fn(extractor)
+        for index, images, _ in decoded.batch(batch_size).prefetch(2):
+            images = tf.cast(images, tf.float32)
+            if channels == 1:
+                images = tf.image.rgb_to_grayscale(images)
+            out = np.asarray(run(images), dtype=np.float32)
+            for j, row in zip(index.numpy().tolist(), out):
+                store.table[digests[missing[j]]] = row
+        store.save()
+    width = int(np.prod(extractor.output.shape[1:]))
+    features = np.zeros((len(files), width), np.float32)
+    ok = np.zeros(len(files), bool)
+    for i, d in enumerate(digests):
+        row = store.table.get(d)
+        if row is not None:
+            features[i] = row.reshape(-1)
+            ok[i] = True
+    return features, ok, len(missing)
+
+
+def dataset_features(extractor: keras.Model, dataset: Any, channels: int = 3) -> tuple[np.ndarray, np.ndarray]:
+    """Features and labels of every batch of an (unaugmented) ``(images, labels)`` dataset."""
+    import tensorflow as tf
+
+    run = feature_fn(extractor)
+    feats, labels = [], []
+    for images, y in dataset:
+        if channels == 1:
+            images = tf.image.rgb_to_grayscale(images)
+        feats.append(np.asarray(run(images), np.float32).reshape(len(y), -1))
+        labels.append(np.asarray(y))
+    return np.concatenate(feats), np.concatenate(labels)
+
+
+# --- Frozen-prefix cache for fine-tuning ----------------------------------------------------------
+
+
+def prefix_bytes(prefix: keras.Model, n_images: int) -> int:
+    """Memory the outputs of ``prefix`` take for ``n_images`` images."""
+    return n_images * sum(
+        int(np.prod(t.shape[1:])) * np.dtype(keras.backend.standardize_dtype(t.dtype)).itemsize
+        for t in prefix.outputs
+    )
+
+
+def cached_prefix_data(
+    prefix: keras.Model, train: Any, val: Any, batch_size: int, seed: int = 0
+) -> tuple[Any, Any]:
+    """``train`` and ``val`` with their images replaced by the outputs of the frozen ``prefix``
+    (see :func:`transferkit.transfer.frozen_prefix`), computed in one pass and kept in memory.
+
+    ``train`` must not be augmented: its images must be the same every epoch. The returned
+    training data is reshuffled every epoch (seeded) and batched like the original.
+    """
+    import tensorflow as tf
+
+    run = feature_fn(prefix)
+
+    def computed(dataset: Any) -> tuple[Any, np.ndarray] | None:
+        outs: list[list[np.ndarray]] = [[] for _ in prefix.outputs]
+        labels = []
+        for images, y in dataset:
+            result = run(images)
+            for store, value in zip(outs, result if isinstance(result, (list, tuple)) else [result]):
+                store.append(np.asarray(value))
+            labels.append(np.asarray(y))
+        if not labels:
+            return None
+        arrays = tuple(np.concatenate(o) for o in outs)
+        return (arrays if len(arrays) > 1 else arrays[0]), np.concatenate(labels)
+
+    def dataset(arrays: tuple[Any, np.ndarray] | None, shuffle: bool) -> Any:
+        if arrays is None:
+            return None
+        ds = tf.data.Dataset.from_tensor_slices(arrays)
+        if shuffle:
+            ds = ds.shuffle(len(arrays[1]), seed=seed, reshuffle_each_iteration=True)
+        return ds.batch(batch_size).prefetch(tf.data.AUTOTUNE)
+
+    return dataset(computed(train), True), dataset(None if val is None else computed(val), False)
