@@ -23,7 +23,8 @@ from transferkit.models import (  # noqa: E402  (importing registers every famil
     pretrained_classifier,
 )
 from transferkit.transfer import freeze  # noqa: E402
-from transferkit.runs import ExtractConfig, FinetuneConfig, extract, finetune  # noqa: E402
+from transferkit.runs.extract import ExtractConfig, extract  # noqa: E402
+from transferkit.runs.finetune import FinetuneConfig, finetune  # noqa: E402
 from transferkit.data import load_data  # noqa: E402
 
 __all__ = [

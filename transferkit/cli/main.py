@@ -50,7 +50,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"transferkit {args.command}: error: {err}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print(f"transferkit {args.command}: interrupted; nothing was written", file=sys.stderr)
+        print(
+            f"transferkit {args.command}: interrupted; no run folder was written (rerun the same command to "
+            "resume an interrupted training run)",
+            file=sys.stderr,
+        )
         return 130
     except Exception as err:  # noqa: BLE001 - every other error is ours: one line and a log
         log = _write_log(args.command)

@@ -1,8 +1,8 @@
-"""Training runs and their run folders: finetune and extract, crash-safe resume, the atomic run
-folder (the one writer), export, and distribution."""
+"""Training runs and their run folders: finetune (:mod:`.finetune`) and extract
+(:mod:`.extract`), crash-safe resume (:mod:`.resume`), the atomic run folder, the one writer
+(:mod:`.folder`), export and distribution. The run functions are re-exported by the package front
+door (``transferkit.finetune``); here the names are the modules."""
 
-from transferkit.runs.extract import ExtractConfig, extract
-from transferkit.runs.finetune import FinetuneConfig, finetune
 from transferkit.runs.folder import RunResult
 
-__all__ = ["ExtractConfig", "FinetuneConfig", "RunResult", "extract", "finetune"]
+__all__ = ["RunResult"]

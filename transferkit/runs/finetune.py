@@ -18,8 +18,8 @@ from transferkit.data.options import DataOptions
 from transferkit.errors import ConfigError
 from transferkit.models import build_model, checked_image_size, get_model_info
 from transferkit.runs import distribute
-from transferkit.runs.folder import RunResult, check_out_dir, default_out, write_run
-from transferkit.runs.resume import Progress
+from transferkit.runs.folder import DEFAULT_ROOT, RunResult, check_out_dir, default_out, write_run
+from transferkit.runs.resume import Progress, interrupted_run
 from transferkit.transfer import freeze
 
 # The pipelines drop undecodable files, so their length is unknown until the first epoch ends.
@@ -101,9 +101,9 @@ class FinetuneConfig:
     data_options: DataOptions = dataclasses.field(default_factory=DataOptions)
 
 
-def _check(config: FinetuneConfig, chief: bool = True) -> tuple[Path, int]:
-    """Validates everything that can be checked before any data is read or anything written
-    (a non-chief worker writes nothing, so its ``out`` is not checked)."""
+def _check(config: FinetuneConfig) -> int:
+    """Validates everything that can be checked before any data is read or anything written;
+    returns the image size."""
     for field in ("epochs", "fine_tune_epochs"):
         if getattr(config, field) < 0:
             raise ConfigError(f"{field} must be 0 or more, got {getattr(config, field)}")
@@ -122,8 +122,6 @@ def _check(config: FinetuneConfig, chief: bool = True) -> tuple[Path, int]:
     transfer.parse_lr_mult(config.lr_mult)
     transfer.make_optimizer(config.optimizer)
     transfer.check_precision(config.mixed_precision)
-    out = config.out or default_out(config.base)
-    out_dir = check_out_dir(out, config.overwrite) if chief else Path(out)
     info = get_model_info(config.base)
     size = checked_image_size(info.name, config.weights, config.image_size)
     if config.unfreeze_from not in (None, "all") and config.fine_tune_epochs:
@@ -132,7 +130,20 @@ def _check(config: FinetuneConfig, chief: bool = True) -> tuple[Path, int]:
             raise ConfigError(
                 f"{info.name} has no stage {config.unfreeze_from!r}; stages: {', '.join(stages)}"
             )
-    return out_dir, size
+    return size
+
+
+def _out_dir(config: FinetuneConfig, settings: dict[str, Any], chief: bool) -> Path:
+    """The run folder: ``--out``; without it, the folder of an interrupted run with the same
+    settings (so rerunning the same command resumes it), else a new ``runs/<base>-<time>``.
+    Refused when it exists (unless ``overwrite``); a non-chief worker writes nothing there."""
+    if config.out:
+        out = Path(config.out)
+    else:
+        base = get_model_info(config.base).name
+        found = interrupted_run(Path(DEFAULT_ROOT), f"{base}-", settings) if config.resume else None
+        out = found or Path(default_out(base))
+    return check_out_dir(out, config.overwrite) if chief else out.expanduser()
 
 
 def _compile(model: keras.Model, lr: float, optimizer: str = "adam", lr_mult: Any = None) -> None:
@@ -172,7 +183,9 @@ def _finetune(
     from transferkit.data import load_data
 
     chief = distribute.is_chief(strategy)
-    out_dir, size = _check(config, chief)
+    size = _check(config)
+    settings = {**dataclasses.asdict(config), "image_size": size}
+    out_dir = _out_dir(config, settings, chief)
     data = load_data(
         config.data, size, config.batch_size, config.val_split, config.seed, config.augment,
         **config.data_options.kwargs(),
@@ -194,36 +207,28 @@ def _finetune(
     for note in data.notes:
         log(f"transferkit: {note}")
     cache = config.frozen_cache and not _augmented(config)
-    settings = {**dataclasses.asdict(config), "image_size": size}
     progress = Progress(out_dir, settings, config.resume, "" if chief else f".{distribute.task_name(strategy)}")
     target = transfer.resolve_unfreeze(model, config.unfreeze_from, config.unfreeze_last)
     steps = [(None, config.epochs)] if config.epochs else []
     steps += transfer.unfreeze_schedule(model, target, config.fine_tune_epochs, config.gradual)
-    if progress.resuming:
-        log(f"transferkit: resuming an interrupted run after epoch {len(progress.rows)} ({progress.folder})")
     first_epoch, resume_at = 0, progress.done
+    if progress.resuming:
+        where = "its training had finished" if resume_at == len(steps) else f"after epoch {len(progress.rows)}"
+        log(f"transferkit: resuming an interrupted run, {where} ({progress.folder})")
+        progress.restore(model, resume_at)  # the weights after the last finished step
     for step, (start, epochs) in enumerate(steps):
-        phase = "head" if start is None else "fine_tune"
         if step < resume_at:
             first_epoch += epochs
             continue
-        if step == resume_at:
-            progress.restore(model, step)  # the weights after the last finished step (none at step 0)
-        if start is None:
-            log("transferkit: phase 1, training the new head on the frozen base")
-            freeze(model)
-            compile_args: tuple = (config.lr,)
-        else:
-            bn = "trainable" if config.train_bn else "frozen in inference mode"
-            log(f"transferkit: phase 2, fine-tuning the base from {start} for {epochs} epochs (BatchNormalization {bn})")
-            freeze(model, trainable_from=start, train_bn=config.train_bn)
-            compile_args = (config.fine_tune_lr or config.lr / 100, config.optimizer, config.lr_mult)
+        compile_args = _set_step(model, config, start, log, epochs)
         _fit(
             model, data, config, cache, log, compile_args, initial_epoch=first_epoch, epochs=first_epoch + epochs,
-            verbose=verbose, callbacks=progress.callbacks(step, phase) + list(callbacks),
+            verbose=verbose, callbacks=progress.callbacks(step, "head" if start is None else "fine_tune") + list(callbacks),
         )
         progress.finish_step(model, step)
         first_epoch += epochs
+    if resume_at == len(steps):  # nothing trained in this process: set up the model as the last step left it
+        _compile(model, *_set_step(model, config, steps[-1][0]))
     rows = progress.rows
     distribute.build_from_local_batch(model, data.val)
     val_loss, val_accuracy = model.evaluate(data.val, verbose=0)
@@ -234,6 +239,21 @@ def _finetune(
         )
     progress.remove()
     return result if chief else dataclasses.replace(result, out=None)
+
+
+def _set_step(model: keras.Model, config: FinetuneConfig, start: str | None, log: Any = None, epochs: int = 0) -> tuple:
+    """Freezes ``model`` for a step (phase 1 when ``start`` is None, else phase 2 from ``start``)
+    and returns the step's compile arguments."""
+    if start is None:
+        if log:
+            log("transferkit: phase 1, training the new head on the frozen base")
+        freeze(model)
+        return (config.lr,)
+    if log:
+        bn = "trainable" if config.train_bn else "frozen in inference mode"
+        log(f"transferkit: phase 2, fine-tuning the base from {start} for {epochs} epochs (BatchNormalization {bn})")
+    freeze(model, trainable_from=start, train_bn=config.train_bn)
+    return (config.fine_tune_lr or config.lr / 100, config.optimizer, config.lr_mult)
 
 
 def _augmented(config: FinetuneConfig) -> bool:

@@ -92,8 +92,13 @@ def history_rows(history: keras.callbacks.History, phase: str, first_epoch: int)
     ]
 
 
+DEFAULT_ROOT = "runs"
+"""Where run folders go when no ``--out`` is given."""
+
+
 def default_out(base: str, mode: str = "") -> str:
-    return f"runs/{base}-{mode + '-' if mode else ''}{time.strftime('%Y%m%d-%H%M%S')}"
+    """A new run folder name, ``runs/<base>[-<mode>]-<time>``."""
+    return f"{DEFAULT_ROOT}/{base}-{mode + '-' if mode else ''}{time.strftime('%Y%m%d-%H%M%S')}"
 
 
 @dataclass

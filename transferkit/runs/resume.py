@@ -32,12 +32,31 @@ from transferkit.errors import ConfigError
 IGNORED = ("overwrite", "resume", "out")  # settings that do not change what trains
 
 
+def _comparable(config: dict[str, Any]) -> dict[str, Any]:
+    """The settings that decide what trains, as JSON values."""
+    return json.loads(json.dumps({k: v for k, v in config.items() if k not in IGNORED}, default=str))
+
+
+def interrupted_run(parent: Path, prefix: str, config: dict[str, Any]) -> Path | None:
+    """The destination of an interrupted run under ``parent`` (named ``prefix...``) whose settings
+    are ``config``, if there is one: how a rerun without ``--out`` finds the run to resume."""
+    for folder in sorted(parent.glob(f".{prefix}*.progress"), reverse=True):
+        saved = folder / "config.json"
+        try:
+            same = json.loads(saved.read_text()) == _comparable(config)
+        except (OSError, ValueError):
+            continue
+        if same:
+            return parent / folder.name[1 : -len(".progress")]
+    return None
+
+
 class Progress:
     """The progress folder of one run (see the module docstring)."""
 
     def __init__(self, out: Path, config: dict[str, Any], resume: bool = True, suffix: str = "") -> None:
         self.folder = out.parent / f".{out.name}.progress{suffix}"
-        settings = json.loads(json.dumps({k: v for k, v in config.items() if k not in IGNORED}, default=str))
+        settings = _comparable(config)
         saved = self.folder / "config.json"
         if self.folder.exists() and not resume:
             shutil.rmtree(self.folder)
@@ -69,7 +88,8 @@ class Progress:
         ]
 
     def restore(self, model: keras.Model, step: int) -> None:
-        """Loads the weights after finished step ``step - 1`` (nothing before the first step)."""
+        """Loads the weights after finished step ``step - 1`` (nothing before the first step;
+        after the last step, the trained weights of a run that stopped while writing its folder)."""
         if step > 0:
             model.load_weights(self.folder / f"step{step - 1}.weights.h5")
 
