@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import keras
 import numpy as np
+import pytest
 import tensorflow as tf
 
 
@@ -50,3 +54,27 @@ def assert_gradients_reach_every_weight(model: keras.Model, x: np.ndarray) -> di
         assert grad is not None, w.path
         assert float(tf.reduce_max(tf.abs(grad))) > 0, w.path
     return {w.path: grad for w, grad in zip(model.trainable_weights, grads)}
+
+
+def layer_lines(model: keras.Model) -> list[str]:
+    """``"name Type shape shape..."`` per layer in ``model.layers`` order, e.g.
+    ``"stage1_block1_conv1 Conv2D (3,3,16,16)"``: what freezing by stage, weight loading (by name
+    and by order) and the tuner rely on, in the form ``tests/pinned/layers/`` pins it."""
+    return [
+        " ".join([layer.name, type(layer).__name__])
+        + "".join(" " + str(tuple(w.shape)).replace(" ", "") for w in layer.weights)
+        for layer in model.layers
+    ]
+
+
+def pinned_layer_cases(family: str) -> list:
+    """The builds ``tests/pinned/layers/<family>.json`` pins, as pytest params."""
+    path = Path(__file__).parent / "pinned" / "layers" / f"{family}.json"
+    cases = json.loads(path.read_text())
+    return [
+        pytest.param(
+            case,
+            id="-".join([case["name"], *(f"{k}={v}" for k, v in case["options"].items())]),
+        )
+        for case in cases
+    ]

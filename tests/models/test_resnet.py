@@ -23,6 +23,8 @@ from zoo_helpers import (
     assert_same,
     calibrate_batchnorm,
     images,
+    layer_lines,
+    pinned_layer_cases,
 )
 
 SMALL = (32, 32, 3)
@@ -155,6 +157,17 @@ def test_layer_names_stages_and_shapes() -> None:
     assert stage_names(cifar) == ["stem", "stage1", "stage2", "stage3"]
     assert cifar.get_layer("stage3_block3_out_relu").output.shape[1:] == (8, 8, 64)
     assert not any(l.use_bias for l in cifar.layers if isinstance(l, keras.layers.Conv2D))
+
+
+@pytest.mark.parametrize("case", pinned_layer_cases("resnet"))
+def test_every_layer_keeps_its_name_type_place_and_shapes(case: dict) -> None:
+    """Freezing by stage, weight loading and the tuner find layers by name and order; these
+    builds (every block order, shortcut option, plain, bias and stride layout) keep theirs as
+    pinned in tests/pinned/layers/resnet.json."""
+    model = tk.create_backbone(
+        case["name"], input_shape=tuple(case["input_shape"]), **case["options"]
+    )
+    assert layer_lines(model) == case["layers"]
 
 
 def test_v2_and_preact_layouts_differ_as_documented() -> None:

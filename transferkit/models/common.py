@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import keras
@@ -27,6 +28,20 @@ def conv_bn_act(
     x = keras.layers.BatchNormalization(epsilon=bn_epsilon, name=f"{name}_bn")(x)
     if activation:
         x = keras.layers.Activation(activation, name=f"{name}_{activation}")(x)
+    return x
+
+
+def norm_act(x: Any, ops: Sequence[str], name: str, bn_epsilon: float = BN_EPSILON) -> Any:
+    """Applies ``"bn"`` and ``"relu"`` in the order given, named ``{name}_bn`` and ``{name}_relu``.
+
+    The order is data so that one residual block can place them as any of the Identity Mappings
+    Fig. 4 orders, pre- or post-activation; an empty ``ops`` adds no layer.
+    """
+    for op in ops:
+        if op == "bn":
+            x = keras.layers.BatchNormalization(epsilon=bn_epsilon, name=f"{name}_bn")(x)
+        else:
+            x = keras.layers.Activation("relu", name=f"{name}_relu")(x)
     return x
 
 

@@ -6,24 +6,27 @@ He et al. 2016, "Identity Mappings in Deep Residual Networks", arXiv:1603.05027 
 orders of its Fig. 4 and the full pre-activation networks).
 
 One block function (:func:`residual_block`) builds every variant: basic or bottleneck, any of
-the five block orders, shortcut A/B/C or none (plain). ``resnet50/101/152`` are layer for layer
-``keras.applications.ResNet50/101/152`` (conv biases, stride on the first 1x1 conv) and
-``resnet50v2/101v2/152v2`` are ``keras.applications.ResNet50V2/...`` (stride on the 3x3 conv of
-the last block of a stage), so Keras' published ImageNet weights load. ``resnet18/34``, the
-``preact_resnet*`` and the CIFAR networks follow the papers (no conv biases).
+the five block orders, shortcut A/B/C or none (plain); with its kernel sizes, inner width and
+in-block dropout it also builds every Wide ResNet block (:mod:`transferkit.models.wide_resnet`).
+``resnet50/101/152`` are layer for layer ``keras.applications.ResNet50/101/152`` (conv biases,
+stride on the first 1x1 conv) and ``resnet50v2/101v2/152v2`` are
+``keras.applications.ResNet50V2/...`` (stride on the 3x3 conv of the last block of a stage), so
+Keras' published ImageNet weights load. ``resnet18/34``, the ``preact_resnet*`` and the CIFAR
+networks follow the papers (no conv biases).
 """
 
 from __future__ import annotations
 
 import re
 import sys
+from collections.abc import Sequence
 from typing import Any
 
 import keras
 from keras import ops
 
 from transferkit.errors import ConfigError
-from transferkit.models.common import check_min_size, padded_conv
+from transferkit.models.common import check_min_size, norm_act, padded_conv
 from transferkit.models.registry import ModelInfo, register_model, register_pattern
 from transferkit.models.weights import PretrainedWeights, register_weights
 
@@ -37,6 +40,9 @@ STEMS = {
 # Stage widths (bottleneck blocks output 4x) and the stride that enters each stage.
 WIDTHS = {"imagenet": (64, 128, 256, 512), "cifar": (16, 32, 64)}
 STRIDES = {"imagenet": (1, 2, 2, 2), "cifar": (1, 2, 2)}
+# Kernel sizes of the convolutions of a basic and of a bottleneck block (paper Fig. 5).
+BASIC_KERNELS = (3, 3)
+BOTTLENECK_KERNELS = (1, 3, 1)
 BOTTLENECK_EXPANSION = 4
 
 # ImageNet depths (paper Table 1): depth -> (blocks per stage, bottleneck).
@@ -108,16 +114,6 @@ class ZeroPadShortcut(keras.layers.Layer):
         return {**super().get_config(), "strides": self.strides, "filters": self.filters}
 
 
-def _norm_act(x: Any, ops_: tuple[str, ...], name: str) -> Any:
-    """Applies ``("bn", "relu")`` ops in order, named ``{name}_bn`` and ``{name}_relu``."""
-    for op in ops_:
-        if op == "bn":
-            x = keras.layers.BatchNormalization(epsilon=BN_EPSILON, name=f"{name}_bn")(x)
-        else:
-            x = keras.layers.Activation("relu", name=f"{name}_relu")(x)
-    return x
-
-
 def residual_block(
     x: Any,
     filters: int,
@@ -125,64 +121,98 @@ def residual_block(
     name: str,
     *,
     bottleneck: bool = False,
+    kernels: Sequence[int] | None = None,
+    out_filters: int | None = None,
     block_order: str = "original",
     shortcut: str = "B",
     plain: bool = False,
     conv_bias: str = "none",
     stride_in_3x3: bool = False,
+    dropout: float = 0.0,
+    bn_epsilon: float = BN_EPSILON,
+    shortcut_first: bool = True,
 ) -> Any:
     """One residual unit: ``shortcut(x) + F(x)`` with BN/ReLU placed by ``block_order``.
 
+    Every ResNet and every Wide ResNet block is this function. A wide block differs from a
+    ResNet block only in its kernel sizes, the width of its inner convolutions and dropout
+    between them (Zagoruyko & Komodakis 2016, section 2), so those are arguments here rather
+    than a second block that would have to be kept in step with this one.
+
     Args:
         x: Input tensor.
-        filters: Width of the block (bottleneck blocks output ``4 * filters`` channels).
+        filters: Width of the block's inner convolutions (every one but the last).
         stride: Spatial stride of the block.
         name: Layer name prefix, e.g. ``"stage3_block2"``.
-        bottleneck: 1x1-3x3-1x1 bottleneck (True) or 3x3-3x3 basic block (False).
+        bottleneck: 1x1-3x3-1x1 bottleneck that outputs ``4 * filters`` channels (True) or
+            3x3-3x3 basic block (False); the defaults of ``kernels`` and ``out_filters``.
+        kernels: Kernel size of each convolution, e.g. a Wide ResNet block type such as
+            ``(1, 3, 1)`` or ``(3, 1, 3)``; ``None`` takes them from ``bottleneck``.
+        out_filters: Width of the last convolution, hence of the block's output; ``None``
+            takes it from ``bottleneck``. WRN-50-2 widens only the inner convolutions, so its
+            output stays ResNet-50's.
         block_order: One of :data:`BLOCK_ORDERS` (Identity Mappings Fig. 4 (a)-(e)).
         shortcut: ``"A"`` zero-padded identity, ``"B"`` projection where the channels change,
             ``"C"`` projection on every block. A/B subsample a strided identity.
         plain: No shortcut at all (the paper's plain networks).
         conv_bias: ``"none"``, ``"all"`` (Keras ResNet v1) or ``"unnormalized"`` (bias only on
             convs not followed by BN, Keras ResNet v2).
-        stride_in_3x3: Stride on the 3x3 conv of a bottleneck instead of its first 1x1 conv.
+        stride_in_3x3: Stride on the first convolution larger than 1x1 (a bottleneck's 3x3, as
+            Keras v2 and torchvision do: a strided 1x1 skips three pixels in four) instead of on
+            the first convolution (Keras v1, whose weights expect it there).
+        dropout: Dropout rate after the BN-ReLU of every convolution but the last (Wide ResNet
+            section 2.4); 0 adds no layer.
+        bn_epsilon: Epsilon of every BatchNormalization; the value the weights to be loaded
+            were trained with.
+        shortcut_first: Create the shortcut's layers before the residual branch's (Keras
+            applications) or after them (the Torch references). The graph and the order of
+            ``model.layers`` are the same either way; under a fixed seed the creation order
+            decides which initial values each layer draws.
 
     Returns:
         The block's output tensor.
     """
     preact, after_last, after_add = BLOCK_ORDERS[block_order]
-    kernels = (1, 3, 1) if bottleneck else (3, 3)
-    widths = (filters, filters, BOTTLENECK_EXPANSION * filters) if bottleneck else (filters,) * 2
-    strided_conv = 2 if bottleneck and stride_in_3x3 else 1
-    out_channels = widths[-1]
+    kernels = tuple(kernels or (BOTTLENECK_KERNELS if bottleneck else BASIC_KERNELS))
+    if out_filters is None:
+        out_filters = BOTTLENECK_EXPANSION * filters if bottleneck else filters
+    widths = (filters,) * (len(kernels) - 1) + (out_filters,)
+    spatial = next((i for i, kernel in enumerate(kernels, start=1) if kernel > 1), 1)
+    strided_conv = spatial if stride_in_3x3 else 1
 
     def bias(followed_by_bn: bool) -> bool:
         return conv_bias == "all" or (conv_bias == "unnormalized" and not followed_by_bn)
 
-    activated = _norm_act(x, preact, f"{name}_preact")
-    residual = None
-    if not plain:
+    def shortcut_path() -> Any:
+        if plain:
+            return None
         # Projections see the pre-activated input; identities carry the raw one (Identity Mappings).
-        project = shortcut == "C" or (x.shape[-1] != out_channels and shortcut == "B")
-        if project:
+        if shortcut == "C" or (x.shape[-1] != out_filters and shortcut == "B"):
             normalized = "bn" in after_last  # normalized like the branch it is added to
             residual = keras.layers.Conv2D(
-                out_channels, 1, strides=stride, use_bias=bias(normalized), name=f"{name}_shortcut"
+                out_filters, 1, strides=stride, use_bias=bias(normalized), name=f"{name}_shortcut"
             )(activated)
-            residual = _norm_act(residual, ("bn",) if normalized else (), f"{name}_shortcut")
-        elif stride > 1 or x.shape[-1] != out_channels:
-            residual = ZeroPadShortcut(stride, out_channels, name=f"{name}_shortcut")(x)
-        else:
-            residual = x
+            return norm_act(residual, ("bn",) if normalized else (), f"{name}_shortcut", bn_epsilon)
+        if stride > 1 or x.shape[-1] != out_filters:
+            return ZeroPadShortcut(stride, out_filters, name=f"{name}_shortcut")(x)
+        return x
+
+    activated = norm_act(x, preact, f"{name}_preact", bn_epsilon)
+    residual = shortcut_path() if shortcut_first else None
     y = activated
     for i, (kernel, width) in enumerate(zip(kernels, widths), start=1):
-        post = after_last if i == len(kernels) else ("bn", "relu")
+        last = i == len(kernels)
+        post = after_last if last else ("bn", "relu")
         conv_stride = stride if i == strided_conv else 1
         y = padded_conv(y, width, kernel, conv_stride, f"{name}_conv{i}", use_bias=bias("bn" in post))
-        y = _norm_act(y, post, f"{name}_conv{i}")
+        y = norm_act(y, post, f"{name}_conv{i}", bn_epsilon)
+        if dropout and not last:
+            y = keras.layers.Dropout(dropout, name=f"{name}_conv{i}_dropout")(y)
+    if not shortcut_first:
+        residual = shortcut_path()
     if residual is not None:
         y = keras.layers.Add(name=f"{name}_add")([residual, y])
-    return _norm_act(y, after_add, f"{name}_out")
+    return norm_act(y, after_add, f"{name}_out", bn_epsilon)
 
 
 def resnet(
@@ -259,7 +289,7 @@ def resnet(
         use_bias=conv_bias == "all" or (conv_bias == "unnormalized" and "bn" not in stem_ops),
         name="stem_conv",
     )(x)
-    x = _norm_act(x, stem_ops, "stem")
+    x = norm_act(x, stem_ops, "stem", BN_EPSILON)
     if stem_pool:
         x = keras.layers.ZeroPadding2D(1, name="stem_pool_pad")(x)
         x = keras.layers.MaxPooling2D(3, strides=2, name="stem_pool")(x)
@@ -276,7 +306,7 @@ def resnet(
     for s, (width, stage_strides) in enumerate(zip(WIDTHS[dataset], block_strides), start=1):
         for b, stride in enumerate(stage_strides, start=1):
             x = residual_block(x, width, stride, f"stage{s}_block{b}", **options)
-    return _norm_act(x, preact, f"stage{len(blocks)}_post")
+    return norm_act(x, preact, f"stage{len(blocks)}_post", BN_EPSILON)
 
 
 def _check_choice(option: str, value: Any, valid: tuple[str, ...]) -> None:

@@ -18,6 +18,10 @@ The ImageNet network ``wide_resnet50_2`` (paper section 4, "WRN-50-2-bottleneck"
 with its bottleneck 3x3 (and the 1x1 convs around it) twice as wide, post-activation, in the
 torchvision layout (stride on the 3x3 conv, symmetric padding, no conv biases).
 
+The blocks are ResNet's own :func:`~transferkit.models.resnet.residual_block`: a wide block is a
+ResNet block with other kernel sizes, wider inner convolutions and dropout between them, so
+this module holds only the layouts, and a fix to the block reaches both families.
+
 Every ``wrn_{depth}_{width}`` and ``wide_resnet{depth}_{width}`` name builds; a name fixes the
 depth and width it spells, so ``create_model("wrn_28_10", depth=16)`` is refused (ask for
 ``"wrn_16_10"``), while ``block_dropout``, ``block_type`` and ``l`` stay options.
@@ -32,29 +36,37 @@ from typing import Any
 import keras
 
 from transferkit.errors import ConfigError
-from transferkit.models.common import check_min_size, padded_conv
+from transferkit.models.common import check_min_size, norm_act, padded_conv
+from transferkit.models.resnet import (
+    BLOCK_ORDERS,
+    BOTTLENECK_EXPANSION,
+    BOTTLENECK_KERNELS,
+    residual_block,
+)
 from transferkit.models.registry import Builder, ModelInfo, register_model, register_pattern
 
 BN_EPSILON = 1e-5  # the Torch references' value (no Keras weights exist to match)
 
 # Layouts as data: stem (filters, kernel, stride, max-pool), stage widths before the width
-# factor, stride entering each stage, pre-activation blocks, and depth -> blocks per stage for
-# the ImageNet bottleneck nets (the CIFAR ones derive blocks from depth).
+# factor, stride entering each stage, block order (a ResNet BLOCK_ORDERS key: pre-activation
+# CIFAR blocks, post-activation ImageNet bottlenecks), the output width of a block as a multiple
+# of its stage's width (None: as wide as its inner convolutions, k times), and depth -> blocks
+# per stage for the ImageNet bottleneck nets (the CIFAR ones derive blocks from depth).
 CIFAR = {
     "stem": (16, 3, 1, False),
     "widths": (16, 32, 64),
     "strides": (1, 2, 2),
-    "preact": True,
+    "block_order": "full_preact",
+    "expansion": None,
 }
 IMAGENET = {
     "stem": (64, 7, 2, True),
     "widths": (64, 128, 256, 512),
     "strides": (1, 2, 2, 2),
-    "preact": False,
+    "block_order": "original",
+    "expansion": BOTTLENECK_EXPANSION,  # only the inner convolutions widen (section 4)
 }
 IMAGENET_DEPTHS = {50: (3, 4, 6, 3), 101: (3, 4, 23, 3), 152: (3, 8, 36, 3)}
-BOTTLENECK_KERNELS = (1, 3, 1)
-BOTTLENECK_EXPANSION = 4
 
 # Section 2.1: kernel sizes of the convolutions of one block. B(3,...,3) of any length is the
 # deepening factor l of section 2.2 (Table 3).
@@ -88,74 +100,6 @@ NAMED = ((16, 4), (16, 8), (22, 8), (28, 10), (40, 1), (40, 2), (40, 4))
 # Section 4 (ImageNet): WRN-50-2-bottleneck, 68.9M parameters.
 IMAGENET_PAPER_PARAMS = {(50, 2): 68_900_000}
 PAPER = "Zagoruyko & Komodakis 2016, Wide Residual Networks, arXiv:1605.07146"
-
-
-def _bn_relu(x: Any, name: str) -> Any:
-    x = keras.layers.BatchNormalization(epsilon=BN_EPSILON, name=f"{name}_bn")(x)
-    return keras.layers.Activation("relu", name=f"{name}_relu")(x)
-
-
-def wide_block(
-    x: Any,
-    filters: int,
-    stride: int,
-    kernels: Sequence[int],
-    dropout: float,
-    name: str,
-    *,
-    preact: bool = True,
-    out_filters: int | None = None,
-) -> Any:
-    """One residual block of convolutions of sizes ``kernels``, all ``filters`` wide.
-
-    Pre-activation (CIFAR WRN): ``BN-ReLU -> conv [-> BN-ReLU -> dropout -> conv]...`` plus the
-    shortcut, which projects the activated input. Post-activation (WRN-50-2): ``conv-BN-ReLU
-    [-> dropout] ... -> conv-BN``, added to the (projected, BN) shortcut, then ReLU.
-
-    Args:
-        x: Input tensor.
-        filters: Width of the block's convolutions (the inner width of a bottleneck).
-        stride: Spatial stride, applied by the first convolution larger than 1x1 (torchvision
-            strides a bottleneck's 3x3; a strided 1x1 would skip three pixels in four).
-        kernels: Kernel size of each convolution, e.g. ``(3, 3)`` or ``(1, 3, 1)``.
-        dropout: Dropout rate between the convolutions (paper section 2.4); 0 adds no layer.
-        name: Layer name prefix, e.g. ``"stage3_block2"``.
-        preact: BN-ReLU before each convolution (True) or after it (False).
-        out_filters: Width of the last convolution and of the output (bottleneck expansion);
-            ``filters`` when omitted.
-
-    Returns:
-        The block's output tensor.
-    """
-    out_filters = out_filters or filters
-    strided = next((i for i, k in enumerate(kernels) if k > 1), 0)
-    activated = _bn_relu(x, f"{name}_preact") if preact else x
-    y = activated
-    for i, kernel in enumerate(kernels):
-        last = i == len(kernels) - 1
-        conv_name = f"{name}_conv{i + 1}"
-        width = out_filters if last else filters
-        y = padded_conv(y, width, kernel, stride if i == strided else 1, conv_name)
-        if last:
-            break
-        y = _bn_relu(y, conv_name)
-        if dropout:
-            y = keras.layers.Dropout(dropout, name=f"{conv_name}_dropout")(y)
-    if not preact:
-        y = keras.layers.BatchNormalization(epsilon=BN_EPSILON, name=f"{conv_name}_bn")(y)
-    # The shortcut is built after the residual path, in the references' parameter order.
-    if stride != 1 or x.shape[-1] != out_filters:
-        shortcut = keras.layers.Conv2D(
-            out_filters, 1, strides=stride, use_bias=False, name=f"{name}_shortcut"
-        )(activated)
-        if not preact:
-            shortcut = keras.layers.BatchNormalization(
-                epsilon=BN_EPSILON, name=f"{name}_shortcut_bn"
-            )(shortcut)
-    else:
-        shortcut = x
-    y = keras.layers.Add(name=f"{name}_add")([shortcut, y])
-    return y if preact else keras.layers.Activation("relu", name=f"{name}_out_relu")(y)
 
 
 def block_kernels(block_type: str | Sequence[int] | None, l: int | None = None) -> tuple[int, ...]:
@@ -279,29 +223,41 @@ def wide_resnet(
         total_stride *= s
     check_min_size(x, total_stride, f"WRN-{depth}-{width}")
 
+    preact = BLOCK_ORDERS[layout["block_order"]][0]
     # Pre-activation stems end at the conv: the first block's BN-ReLU follows it.
     x = padded_conv(x, stem_filters, stem_kernel, stem_stride, "stem_conv")
-    if not layout["preact"]:
-        x = _bn_relu(x, "stem")
+    if not preact:
+        x = norm_act(x, ("bn", "relu"), "stem", BN_EPSILON)
     if stem_pool:
         x = keras.layers.ZeroPadding2D(1, name="stem_pool_pad")(x)
         x = keras.layers.MaxPooling2D(3, strides=2, name="stem_pool")(x)
+    options = dict(
+        kernels=kernels,
+        block_order=layout["block_order"],
+        # A 1x1 projection where the width changes, which is wherever the stride does
+        # (models/wide-resnet.lua); it sees the activated input of a pre-activation block.
+        shortcut="B",
+        conv_bias="none",
+        # The first convolution larger than 1x1 strides (torchvision strides a bottleneck's 3x3).
+        stride_in_3x3=True,
+        dropout=block_dropout,
+        bn_epsilon=BN_EPSILON,
+        shortcut_first=False,  # the Torch references' order, which seeded initial weights follow
+    )
     stages = zip(layout["widths"], layout["strides"], blocks)
     for s, (base, stride, n) in enumerate(stages, start=1):
+        out_filters = base * (layout["expansion"] or width)
         for b in range(1, n + 1):
-            x = wide_block(
+            x = residual_block(
                 x,
                 base * width,
                 stride if b == 1 else 1,
-                kernels,
-                block_dropout,
                 f"stage{s}_block{b}",
-                preact=layout["preact"],
-                out_filters=None if layout["preact"] else base * BOTTLENECK_EXPANSION,
+                out_filters=out_filters,
+                **options,
             )
-    if layout["preact"]:
-        x = _bn_relu(x, f"stage{len(blocks)}_post")
-    return x
+    # Every pre-activation network ends with the BN-ReLU its blocks begin with.
+    return norm_act(x, preact, f"stage{len(blocks)}_post", BN_EPSILON)
 
 
 def _name(depth: int, width: int, dataset: str) -> str:
