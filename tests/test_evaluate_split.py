@@ -6,6 +6,7 @@ import csv
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from transferkit.cli import main
@@ -25,11 +26,27 @@ def _splits(run: Path) -> dict[str, int]:
 
 
 def test_run_folder_alone_scores_its_held_out_split(sample_run: Path, tmp_path: Path) -> None:
+    """On its held-out split, evaluate gives the accuracy training reported for it: the same
+    files, decoded the same way, through the same model."""
     out = tmp_path / "metrics.json"
     assert main(["evaluate", "--model", str(sample_run), "--output", str(out)]) == 0
     metrics = json.loads(out.read_text())
-    assert metrics["num_images"] == _splits(sample_run)["val"]
-    assert 0.0 <= metrics["accuracy"] <= 1.0
+    trained = json.loads((sample_run / "metrics.json").read_text())
+    assert metrics["num_images"] == _splits(sample_run)["val"] == trained["num_val"]
+    assert metrics["accuracy"] == pytest.approx(trained["val_accuracy"], abs=1e-6)
+
+
+def test_held_out_probabilities_give_the_runs_validation_loss(sample_run: Path) -> None:
+    """A sharper form of the above: accuracy moves only when a prediction flips, the loss moves
+    with any change of pixels or weights."""
+    from transferkit.inference import score, select_images
+    from transferkit.runs.folder import open_run
+
+    run = open_run(sample_run)
+    scores = score(run.model, run.class_names, select_images(None, run.manifest))
+    p_true = np.clip(scores.scores[np.arange(len(scores.truth)), scores.truth], 1e-7, 1.0)
+    trained = json.loads((sample_run / "metrics.json").read_text())
+    assert float(-np.log(p_true).mean()) == pytest.approx(trained["val_loss"], rel=1e-4)
 
 
 def test_training_files_are_left_out_of_data(sample_run: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -61,6 +61,42 @@ def test_class_never_predicted_has_precision_zero_without_warning_or_nan() -> No
     assert "NaN" not in text and "Infinity" not in text
 
 
+# Two classes, confidences inside bins (not on their edges): bin (0.9, 1] holds two images, one
+# right; (0.7, 0.8] two, both right; (0.5, 0.6] one, wrong.
+CALIBRATION_TRUE = [0, 1, 1, 0, 0]
+CALIBRATION_PROBS = np.array([[0.95, 0.05], [0.95, 0.05], [0.25, 0.75], [0.75, 0.25], [0.45, 0.55]])
+
+
+def test_calibration_equals_hand_computed_values() -> None:
+    c = classification_metrics(CALIBRATION_TRUE, CALIBRATION_PROBS, ["a", "b"])["calibration"]
+    assert c["bins"] == 10
+    reliability = c["reliability"]
+    assert reliability["count"] == [1, 2, 2]
+    assert reliability["bin"] == [5, 7, 9]
+    assert reliability["confidence"] == pytest.approx([0.55, 0.75, 0.95])
+    assert reliability["accuracy"] == pytest.approx([0.0, 1.0, 0.5])
+    # (1 * |0 - 0.55| + 2 * |1 - 0.75| + 2 * |0.5 - 0.95|) / 5
+    assert c["expected_calibration_error"] == pytest.approx(1.95 / 5)
+
+
+def test_calibrated_confidence_has_no_calibration_error() -> None:
+    # Four predictions at confidence 0.75, three of them right.
+    probs = np.array([[0.75, 0.25], [0.75, 0.25], [0.25, 0.75], [0.25, 0.75]])
+    c = classification_metrics([0, 0, 1, 0], probs, ["a", "b"])["calibration"]
+    assert c["expected_calibration_error"] == pytest.approx(0.0, abs=1e-12)
+    assert c["reliability"] == {"bin": [7], "confidence": pytest.approx([0.75]), "accuracy": pytest.approx([0.75]), "count": [4]}
+
+
+def test_calibration_bins_hold_every_image_once() -> None:
+    # Confidences on bin edges (0.6, 0.7, 0.8, 0.9): each bin's count must match its mean, so the
+    # counts times the means add up to the confidences and the right predictions.
+    c = classification_metrics(Y_TRUE, PROBS, CLASSES)["calibration"]["reliability"]
+    count = np.array(c["count"])
+    assert count.sum() == len(Y_TRUE)
+    assert (count * np.array(c["confidence"])).sum() == pytest.approx(sum(CONFIDENCE))
+    assert (count * np.array(c["accuracy"])).sum() == pytest.approx(sum(t == p for t, p in zip(Y_TRUE, Y_PRED)))
+
+
 def test_top_5_accuracy_with_more_than_5_classes() -> None:
     # Image 0: its class ranks 2nd (in the top 5); image 1: its class ranks last (not).
     probs = np.array([[0.30, 0.25, 0.20, 0.15, 0.06, 0.04], [0.30, 0.25, 0.20, 0.15, 0.06, 0.04]])
@@ -86,7 +122,7 @@ def test_report_files_plots_and_markdown(tmp_path: Path, photos: list[str]) -> N
     out = tmp_path / "report"
     report = write_report(out, Y_TRUE, PROBS, CLASSES, files=photos, history=HISTORY)
     assert json.loads((out / "report.json").read_text()) == report
-    pngs = ["confusion_matrix.png", "per_class.png", "training_curves.png", "mistakes.png"]
+    pngs = ["confusion_matrix.png", "per_class.png", "reliability.png", "training_curves.png", "mistakes.png"]
     assert report["plots"] == pngs
     markdown = (out / "report.md").read_text()
     for name in pngs:
@@ -97,6 +133,7 @@ def test_report_files_plots_and_markdown(tmp_path: Path, photos: list[str]) -> N
             assert high - low > 100, f"{name} is nearly blank"
         assert f"]({name})" in markdown
     assert "| wasp | 0.0000 | 0.0000 | 0.0000 | 2 |" in markdown
+    assert f"| expected calibration error | {report['calibration']['expected_calibration_error']:.4f} |" in markdown
 
 
 def test_mistakes_sorted_by_confidence(tmp_path: Path, photos: list[str]) -> None:
@@ -141,6 +178,7 @@ def test_evaluate_run_writes_report_into_run_folder(tiny_run: Path, tmp_path: Pa
         assert (folder / name).is_file()
     assert "training_curves.png" in report["plots"]
     assert len(report["mistakes"]) == round((1 - report["accuracy"]) * report["num_images"])
+    assert sum(report["calibration"]["reliability"]["count"]) == metrics["num_images"]
 
 
 def test_evaluate_report_option(tiny_run: Path, tmp_path: Path) -> None:

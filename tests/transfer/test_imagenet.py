@@ -15,19 +15,41 @@ from transferkit.errors import ConfigError, WeightsError
 TOP_FILE = "mobilenet_2_5_224_tf.h5"
 
 
-@pytest.fixture
-def top_home(keras_home: Path) -> Path:
-    """KERAS_HOME holding a real keras.applications include_top file (randomly initialised:
-    the published one needs a download) under the name keras.applications caches it as."""
+ANT_LOGIT = 10.0
+
+
+def _write_top(keras_home: Path, ant_wins: bool = False) -> Path:
+    """Writes a real keras.applications include_top file (the published one needs a download)
+    under the name keras.applications caches it as: randomly initialised, or, with ``ant_wins``,
+    with a classifier that ignores the image and scores ImageNet's 'ant' ANT_LOGIT, every other
+    class 0."""
     import h5py
     import keras
     from keras.src.legacy.saving import legacy_h5_format
 
     keras.utils.set_random_seed(1)
     reference = keras.applications.MobileNet(alpha=0.25, weights=None, include_top=True)
+    if ant_wins:
+        top = reference.get_layer("conv_preds")
+        kernel, bias = top.get_weights()
+        bias = np.zeros_like(bias)
+        bias[imagenet.find_class("ant")] = ANT_LOGIT
+        top.set_weights([np.zeros_like(kernel), bias])
     with h5py.File(keras_home / "models" / TOP_FILE, "w") as f:
         legacy_h5_format.save_weights_to_hdf5_group(f, reference)
     return keras_home
+
+
+@pytest.fixture
+def top_home(keras_home: Path) -> Path:
+    """KERAS_HOME with a randomly initialised include_top file."""
+    return _write_top(keras_home)
+
+
+@pytest.fixture
+def ant_home(keras_home: Path) -> Path:
+    """KERAS_HOME with an include_top file whose classifier says 'ant' for every image."""
+    return _write_top(keras_home, ant_wins=True)
 
 
 def test_class_names_ship_with_the_package() -> None:
@@ -79,31 +101,49 @@ def test_missing_top_file_says_how_to_get_it(keras_home: Path) -> None:
 
 
 def test_predict_and_evaluate_the_unchanged_model(
-    top_home: Path, hymenoptera: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    ant_home: Path, hymenoptera: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
+    import json
     import shutil
 
     from transferkit.cli import main
 
+    counts = {"ants": 5, "bees": 3}
     data = tmp_path / "few"
-    for cls in ("ants", "bees"):
+    for cls, n in counts.items():
         (data / cls).mkdir(parents=True)
-        for f in sorted((hymenoptera / cls).iterdir())[:4]:
+        for f in sorted((hymenoptera / cls).iterdir())[:n]:
             shutil.copy(f, data / cls / f.name)
+    # softmax of the crafted logits: ANT_LOGIT for ant, 0 for the 999 others.
+    p_ant = np.exp(ANT_LOGIT) / (np.exp(ANT_LOGIT) + 999)
+    p_other = 1 / (np.exp(ANT_LOGIT) + 999)
+
     out = tmp_path / "pred.csv"
     assert main(["predict", str(data), "--top-k", "3", "--output", str(out)]) == 0
     lines = capsys.readouterr().out.strip().splitlines()
-    assert len(lines) == 8 and lines[0].count("(") == 3
-    assert out.read_text().splitlines()[0].startswith("path,label_1,probability_1")
+    assert len(lines) == sum(counts.values())
+    for line in lines:
+        assert line.split("\t")[1].startswith(f"ant ({p_ant:.3f}), "), line
+    rows = out.read_text().splitlines()
+    assert rows[0].startswith("path,label_1,probability_1")
+    assert all(r.split(",")[1] == "ant" and float(r.split(",")[2]) == pytest.approx(p_ant, abs=1e-5) for r in rows[1:])
 
+    # Every image is called an ant, so the accuracy is the share of ants.
     metrics = tmp_path / "metrics.json"
-    code = main(["evaluate", "--data", str(data), "--map", "ants=ant,bees=bee", "--output", str(metrics)])
-    assert code == 0
-    import json
-
+    assert main(["evaluate", "--data", str(data), "--map", "ants=ant,bees=bee", "--output", str(metrics)]) == 0
     result = json.loads(metrics.read_text())
-    assert result["num_images"] == 8 and 0.0 <= result["accuracy"] <= 1.0
-    assert set(result["per_class_accuracy"]) == {"ants", "bees"}
+    assert result["num_images"] == 8
+    assert result["accuracy"] == pytest.approx(counts["ants"] / 8, abs=1e-9)
+    assert result["per_class_accuracy"] == {"ants": 1.0, "bees": 0.0}
+
+    # A class scores the sum of its ImageNet classes: bees=bee+ant outscores ants=ant everywhere.
+    report = tmp_path / "report"
+    assert main(["evaluate", "--data", str(data), "--map", "ants=ant,bees=bee+ant", "--output", str(metrics), "--report", str(report)]) == 0
+    result = json.loads(metrics.read_text())
+    assert result["accuracy"] == pytest.approx(counts["bees"] / 8, abs=1e-9)
+    calibration = json.loads((report / "report.json").read_text())["calibration"]
+    assert calibration["reliability"]["confidence"] == pytest.approx([p_ant + p_other], abs=1e-5)
+    assert calibration["expected_calibration_error"] == pytest.approx(p_ant + p_other - counts["bees"] / 8, abs=1e-5)
 
     assert main(["evaluate", "--data", str(data)]) == 2
     assert "pass --map" in capsys.readouterr().err

@@ -103,7 +103,7 @@ def run_predict(args: argparse.Namespace) -> int:
 
 
 def run_evaluate(args: argparse.Namespace) -> int:
-    from transferkit.inference import score, select_images
+    from transferkit.inference import check_class_map, score, select_images
 
     run = _classifier(args) if args.model is not None else None
     report_dir = _report_dir(args, run)
@@ -116,6 +116,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
     elif images.excluded:
         print(f"left out {images.excluded} images the model trained on (the run's split.csv)")
     if run is None:
+        check_class_map(args.class_map, images)  # before the classifier is loaded
         run = _classifier(args)
     scores = score(
         run.model, run.class_names if args.model is not None else None, images, args.class_map, args.batch_size

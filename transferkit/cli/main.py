@@ -2,8 +2,8 @@
 
 One module per command group in this package defines ``add_commands(subparsers)``, registering
 subparsers whose ``func(args) -> int`` runs the command; the work itself is library code. A user
-mistake (any :class:`~transferkit.errors.TransferkitError`) prints one line and exits 2; an
-internal error prints one line naming a log file that holds the traceback, and exits 1.
+mistake (any :class:`~transferkit.errors.TransferkitError`, or a usage error) prints one line and
+exits 2; an internal error prints one line naming a log file that holds the traceback, and exits 1.
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ import importlib
 import os
 import sys
 from collections.abc import Sequence
+from typing import NoReturn
 
 COMMAND_MODULES = (
     "transferkit.cli.train",
@@ -23,8 +24,15 @@ COMMAND_MODULES = (
 )
 
 
+class _Parser(argparse.ArgumentParser):
+    """An argument parser whose usage errors are one line, like every other user error."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see '{self.prog} --help')\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="transferkit",
         description="Transfer learning on images with Keras 3: fine-tune, extract, evaluate, export.",
     )
@@ -42,8 +50,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     from transferkit.errors import TransferkitError
 
+    argv = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser()
-    args = parser.parse_args(argv)
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as done:  # a usage error (one line, 2), or --help / --version (0)
+        return done.code if isinstance(done.code, int) else 2
     try:
         return int(args.func(args) or 0)
     except TransferkitError as err:
@@ -57,18 +69,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
         return 130
     except Exception as err:  # noqa: BLE001 - every other error is ours: one line and a log
-        log = _write_log(args.command)
         reason = str(err).strip().splitlines()[0] if str(err).strip() else ""
-        print(
-            f"transferkit {args.command}: internal error ({type(err).__name__}{': ' + reason if reason else ''}); "
-            f"the traceback is in {log}; please report it",
-            file=sys.stderr,
-        )
+        what = f"internal error ({type(err).__name__}{': ' + reason if reason else ''})"
+        try:
+            where = f"the traceback is in {_write_log(args.command, argv)}"
+        except OSError as log_err:
+            where = f"no log could be written ({log_err})"
+        print(f"transferkit {args.command}: {what}; {where}; please report it", file=sys.stderr)
         return 1
 
 
-def _write_log(command: str) -> str:
-    """Writes the current exception's traceback to a new log file; returns its path."""
+def _write_log(command: str, argv: Sequence[str]) -> str:
+    """Writes the command and the current exception's traceback to a new log file in
+    ``$TRANSFERKIT_LOG_DIR`` (default: the temporary folder's ``transferkit-logs``); returns its path."""
+    import shlex
     import tempfile
     import time
     import traceback
@@ -77,7 +91,7 @@ def _write_log(command: str) -> str:
     os.makedirs(folder, exist_ok=True)
     fd, path = tempfile.mkstemp(prefix=f"{command}-{time.strftime('%Y%m%d-%H%M%S')}-", suffix=".log", dir=folder)
     with os.fdopen(fd, "w") as f:
-        f.write(f"transferkit {' '.join(sys.argv[1:])}\n\n{traceback.format_exc()}")
+        f.write(f"transferkit {shlex.join(argv)}\n\n{traceback.format_exc()}")
     return path
 
 

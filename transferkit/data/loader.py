@@ -246,18 +246,16 @@ def load_data(
     files = [index.files[i] for i in keep]
     labels = [index.labels[i] for i in keep]
     sizes = [index.sizes[i] for i in keep] if index.sizes else None
-    formats = [probes[i].format_code for i in keep]
-    ratios = [pipeline.jpeg_ratio(probes[i].width, probes[i].height, image_size) for i in keep]
-    orientations = [probes[i].orientation for i in keep]
+    kept = [probes[i] for i in keep]
+    orientations = [p.orientation for p in kept]
     if index.splits:
         splits = complete_split([index.splits[i] for i in keep], labels, val_split, seed, index.class_names)
     else:
         splits = stratified_split(labels, val_split, seed, index.class_names, test_split)
 
     def decode(rows: list[int], target: str | None) -> Any:
-        return pipeline.decoded_dataset(
-            [files[i] for i in rows], [labels[i] for i in rows], image_size,
-            [formats[i] for i in rows], [orientations[i] for i in rows], target, [ratios[i] for i in rows],
+        return pipeline.decoded_files(
+            [files[i] for i in rows], image_size, [kept[i] for i in rows], [labels[i] for i in rows], target
         )
 
     rows_of = {split: [i for i, s in enumerate(splits) if s == split] for split in SPLITS}

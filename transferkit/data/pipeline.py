@@ -315,6 +315,29 @@ def decoded_dataset(
     return _cached(ds.ignore_errors(), cache)
 
 
+def decoded_files(
+    files: Sequence[str],
+    image_size: int,
+    probes: Sequence[Any],
+    labels: Sequence[int] | None = None,
+    cache: str | None = None,
+) -> tf.data.Dataset:
+    """:func:`decoded_dataset` of probed files, each decoded with what its probe
+    (:func:`transferkit.data.probe.probe_files`) says: format, EXIF orientation and JPEG
+    scale-down. Training, prediction and feature extraction all decode through here, so a file
+    gives the same pixels in each.
+    """
+    return decoded_dataset(
+        files,
+        list(labels) if labels is not None else [0] * len(files),
+        image_size,
+        [p.format_code for p in probes],
+        [p.orientation for p in probes],
+        cache,
+        [jpeg_ratio(p.width, p.height, image_size) for p in probes],
+    )
+
+
 def decoded_tensor_dataset(images: tf.data.Dataset, image_size: int, cache: str | None = "memory") -> tf.data.Dataset:
     """Like :func:`decoded_dataset` for ``(image tensor, label)`` elements (tensorflow-datasets)."""
     ds = _map(

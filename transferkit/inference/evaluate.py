@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from transferkit.errors import ConfigError
+from transferkit.errors import ConfigError, DataError
 
 
 @dataclass
@@ -99,17 +99,14 @@ def score(
     its ImageNet classes.
 
     Raises:
-        ConfigError: data classes the model does not have (all named), or no class map for the
-            unchanged classifier.
+        ConfigError: data classes the model does not have (all named), or no usable class map
+            for the unchanged classifier (see :func:`check_class_map`); both before predicting.
+        DataError: no image could be decoded.
     """
     from transferkit.inference import imagenet
     from transferkit.inference.predict import predict_files
 
-    if model_classes is None and not class_map:
-        raise ConfigError(
-            "the unchanged classifier predicts ImageNet classes; pass --map to say which stand for "
-            f"your classes (e.g. --map {','.join(f'{c}={c}' for c in images.class_names)}), or --model a trained run"
-        )
+    mapping = check_class_map(class_map, images) if model_classes is None else None
     if model_classes is not None:
         unknown = [c for c in images.class_names if c not in model_classes and c in _present(images)]
         if unknown:
@@ -118,18 +115,20 @@ def score(
                 f"its classes: {', '.join(model_classes)}"
             )
     probs, done = predict_files(model, images.files, batch_size)
+    if not done:
+        raise DataError(f"none of the {len(images.files)} images of {images.source} can be decoded; run `transferkit doctor`")
     truth = np.asarray(images.labels, np.int64)[done]
-    if model_classes is None:
+    if mapping is not None:
         names = list(images.class_names)
-        scores = imagenet.mapped_predictions(probs, imagenet.parse_class_map(class_map), names)
+        scores = imagenet.mapped_predictions(probs, mapping, names)
     else:
         names = list(model_classes)
         position = {c: names.index(c) for c in images.class_names if c in names}
         truth = np.asarray([position[images.class_names[t]] for t in truth], np.int64)
         scores = probs
-    predicted = scores.argmax(axis=1) if len(truth) else np.zeros(0, np.int64)
+    predicted = scores.argmax(axis=1)
     metrics: dict[str, Any] = {
-        "accuracy": float((predicted == truth).mean()) if len(truth) else 0.0,
+        "accuracy": float((predicted == truth).mean()),
         "num_images": int(len(truth)),
         "skipped": len(images.files) - len(done),
         "excluded_training_images": images.excluded,
@@ -140,6 +139,30 @@ def score(
         },
     }
     return Scores(truth, scores, names, [images.files[i] for i in done], len(images.files) - len(done), metrics)
+
+
+def check_class_map(class_map: Any, images: Images) -> dict[str, list[int]]:
+    """The unchanged classifier's class map (:func:`transferkit.inference.imagenet.parse_class_map`),
+    checked to name every class of ``images``; cheap, so callers check it before loading a model.
+
+    Raises:
+        ConfigError: no map, a map that cannot be parsed, or one that leaves out a class.
+    """
+    from transferkit.inference import imagenet
+
+    if not class_map:
+        raise ConfigError(
+            "the unchanged classifier predicts ImageNet classes; pass --map to say which stand for "
+            f"your classes (e.g. --map {','.join(f'{c}={c}' for c in images.class_names)}), or --model a trained run"
+        )
+    mapping = imagenet.parse_class_map(class_map)
+    missing = [c for c in images.class_names if c not in mapping]
+    if missing:
+        raise ConfigError(
+            f"the class map has no entry for {', '.join(map(repr, missing))}; map every class of the "
+            f"data, e.g. --map {','.join(f'{c}=<imagenet name>' for c in images.class_names)}"
+        )
+    return mapping
 
 
 def _present(images: Images) -> set[str]:

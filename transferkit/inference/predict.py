@@ -54,10 +54,7 @@ def predict_files(model: Any, files: list[str], batch_size: int = 32) -> tuple[n
     size, channels = model.input_shape[1], model.input_shape[-1]
     probes = probe_files(files)
     ok = [i for i, p in enumerate(probes) if not p.problem]
-    decoded = pipeline.decoded_dataset(
-        [files[i] for i in ok], [0] * len(ok), size,
-        [probes[i].format_code for i in ok], [probes[i].orientation for i in ok], cache=None,
-    )
+    decoded = pipeline.decoded_files([files[i] for i in ok], size, [probes[i] for i in ok])
     run = feature_fn(model)
     probs, done = [], []
     for index, images, _ in decoded.batch(batch_size).prefetch(2):

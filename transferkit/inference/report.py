@@ -1,10 +1,9 @@
 """Evaluation reports: metrics, plots and a short Markdown summary of a classifier's predictions.
 
 ``write_report`` turns true labels and predicted probabilities into ``report.json`` (accuracy,
-top-k, precision/recall/F1 per class and averaged, the confusion matrix, the most confident
-mistakes), PNG plots and ``report.md``. Metrics are computed with numpy here because the few
-lines needed are not worth a scikit-learn dependency. Plots use matplotlib's Agg canvas directly,
-so nothing touches pyplot's global state or needs a display.
+top-k, precision/recall/F1 per class and averaged, the confusion matrix, calibration, the most
+confident mistakes), PNG plots and ``report.md``. The metrics are scikit-learn's. Plots use
+matplotlib's Agg canvas directly, so nothing touches pyplot's global state or needs a display.
 """
 
 from __future__ import annotations
@@ -21,8 +20,9 @@ from transferkit.errors import ConfigError
 
 TOP_K = 5
 MAX_MISTAKES = 20
+CALIBRATION_BINS = 10
 PHASE_FINE_TUNE = "fine_tune"
-PLOTS = ("confusion_matrix.png", "per_class.png", "training_curves.png", "mistakes.png")
+PLOTS = ("confusion_matrix.png", "per_class.png", "reliability.png", "training_curves.png", "mistakes.png")
 
 Labels = Sequence[int] | np.ndarray
 
@@ -47,59 +47,93 @@ def check_report_dir(folder: str | os.PathLike[str]) -> Path:
 
 
 def _safe_divide(num: np.ndarray, den: np.ndarray) -> np.ndarray:
-    """num / den, 0 where den is 0 (a class never predicted has precision 0), without a warning."""
+    """num / den, 0 where den is 0 (an empty confusion-matrix row), without a warning."""
     num, den = np.asarray(num, np.float64), np.asarray(den, np.float64)
     return np.divide(num, den, out=np.zeros_like(num), where=den != 0)
 
 
-def confusion_matrix(y_true: Labels, y_pred: Labels, num_classes: int) -> np.ndarray:
-    """Counts with rows the true class and columns the predicted class."""
-    matrix = np.zeros((num_classes, num_classes), np.int64)
-    np.add.at(matrix, (np.asarray(y_true, np.int64), np.asarray(y_pred, np.int64)), 1)
-    return matrix
-
-
 def classification_metrics(y_true: Labels, probs: np.ndarray, class_names: Sequence[str]) -> dict[str, Any]:
-    """Accuracy, top-k accuracy, per-class and averaged precision/recall/F1 and the confusion matrix.
+    """Accuracy, top-k accuracy, per-class and averaged precision/recall/F1, the confusion matrix
+    and calibration (scikit-learn's metrics).
 
-    Macro averages run over the classes that occur in the labels or the predictions (as
-    scikit-learn does by default); weighted averages weight each class by its support.
+    Macro averages run over the classes that occur in the labels or the predictions
+    (scikit-learn's default); weighted averages weight each class by its support. A class never
+    predicted has precision 0.
 
     Args:
-        y_true: true class index of each image.
+        y_true: true class index of each image (at least one image).
         probs: ``(images, classes)`` scores, columns in the order of ``class_names``.
         class_names: the class of each column.
 
     Returns:
         A JSON-ready dict.
     """
+    from sklearn import metrics
+
     truth = np.asarray(y_true, np.int64)
+    if not len(truth):
+        raise ConfigError("no images to report on")
     probs = np.asarray(probs, np.float64).reshape(len(truth), len(class_names))
     predicted = probs.argmax(axis=1)
-    matrix = confusion_matrix(truth, predicted, len(class_names))
-    tp = np.diag(matrix)
-    support, predicted_count = matrix.sum(axis=1), matrix.sum(axis=0)
-    precision = _safe_divide(tp, predicted_count)
-    recall = _safe_divide(tp, support)
-    f1 = _safe_divide(2 * precision * recall, precision + recall)
-    present = (support + predicted_count) > 0
-    scores = {"precision": precision, "recall": recall, "f1": f1}
+    every = list(range(len(class_names)))
+    precision, recall, f1, support = metrics.precision_recall_fscore_support(
+        truth, predicted, labels=every, zero_division=0
+    )
     report: dict[str, Any] = {
         "num_images": len(truth),
-        "accuracy": float((predicted == truth).mean()) if len(truth) else 0.0,
+        "accuracy": float(metrics.accuracy_score(truth, predicted)),
     }
     if len(class_names) > TOP_K:
-        top = np.argsort(-probs, axis=1)[:, :TOP_K]
-        report[f"top_{TOP_K}_accuracy"] = float((top == truth[:, None]).any(axis=1).mean()) if len(truth) else 0.0
-    report["macro"] = {k: float(v[present].mean()) if present.any() else 0.0 for k, v in scores.items()}
-    report["weighted"] = {k: float(_safe_divide((v * support).sum(), support.sum())) for k, v in scores.items()}
+        report[f"top_{TOP_K}_accuracy"] = float(metrics.top_k_accuracy_score(truth, probs, k=TOP_K, labels=every))
+    for average in ("macro", "weighted"):
+        # Without labels=, macro averages the classes present in the labels or the predictions.
+        p, r, f, _ = metrics.precision_recall_fscore_support(truth, predicted, average=average, zero_division=0)
+        report[average] = {"precision": float(p), "recall": float(r), "f1": float(f)}
     report["per_class"] = {
-        name: {**{k: float(v[i]) for k, v in scores.items()}, "support": int(support[i])}
+        name: {"precision": float(precision[i]), "recall": float(recall[i]), "f1": float(f1[i]), "support": int(support[i])}
         for i, name in enumerate(class_names)
     }
     report["class_names"] = list(class_names)
-    report["confusion_matrix"] = matrix.tolist()
+    report["confusion_matrix"] = metrics.confusion_matrix(truth, predicted, labels=every).tolist()
+    report["calibration"] = calibration(truth, probs)
     return report
+
+
+def calibration(y_true: Labels, probs: np.ndarray, bins: int = CALIBRATION_BINS) -> dict[str, Any]:
+    """Top-label calibration: how often the predicted class is right against how confident the
+    prediction was, in ``bins`` equal-width confidence bins (Guo et al. 2017, "On Calibration of
+    Modern Neural Networks").
+
+    Returns:
+        ``expected_calibration_error`` (the bins' mean gap between accuracy and confidence,
+        weighted by their share of the images) and ``reliability``: the ``bin`` (0 is the lowest
+        confidence), mean ``confidence``, ``accuracy`` and ``count`` of each non-empty bin, the
+        points of a reliability diagram.
+    """
+    from sklearn.calibration import calibration_curve
+
+    truth = np.asarray(y_true, np.int64)
+    probs = np.asarray(probs, np.float64)
+    predicted = probs.argmax(axis=1)
+    confidence = np.clip(probs[np.arange(len(truth)), predicted], 0.0, 1.0)
+    correct = (predicted == truth).astype(np.int64)
+    accuracy, mean_confidence = calibration_curve(correct, confidence, n_bins=bins, strategy="uniform", pos_label=1)
+    # calibration_curve does not return its bins' sizes, which the error is weighted by; they are
+    # counted with its binning (interior edges, searchsorted).
+    edges = np.linspace(0.0, 1.0, bins + 1)
+    count = np.bincount(np.searchsorted(edges[1:-1], confidence), minlength=bins)
+    used = np.flatnonzero(count)
+    count = count[used]
+    return {
+        "bins": bins,
+        "expected_calibration_error": float(np.sum(count * np.abs(accuracy - mean_confidence)) / len(truth)),
+        "reliability": {
+            "bin": used.tolist(),
+            "confidence": mean_confidence.tolist(),
+            "accuracy": accuracy.tolist(),
+            "count": count.tolist(),
+        },
+    }
 
 
 def confident_mistakes(
@@ -133,7 +167,8 @@ def write_report(
 ) -> dict[str, Any]:
     """Writes ``report.json``, ``report.md`` and the plots into ``folder``.
 
-    Plots: ``confusion_matrix.png`` and ``per_class.png`` always, ``training_curves.png`` when
+    Plots: ``confusion_matrix.png``, ``per_class.png`` and ``reliability.png`` (calibration)
+    always, ``training_curves.png`` when
     ``history`` is given, ``mistakes.png`` when ``files`` is given and a mistake was made.
 
     Args:
@@ -155,9 +190,10 @@ def write_report(
     if files is not None:
         report["mistakes"] = confident_mistakes(y_true, probs, class_names, files)
     out.mkdir(parents=True, exist_ok=True)
-    plots = ["confusion_matrix.png", "per_class.png"]
+    plots = ["confusion_matrix.png", "per_class.png", "reliability.png"]
     _plot_confusion(out / plots[0], np.asarray(report["confusion_matrix"]), class_names)
     _plot_per_class(out / plots[1], report["per_class"])
+    _plot_reliability(out / plots[2], report["calibration"])
     if history:
         plots.append("training_curves.png")
         _plot_history(out / plots[-1], history)
@@ -221,6 +257,27 @@ def _plot_per_class(path: Path, per_class: dict[str, dict[str, float]]) -> None:
     ax.set_xlabel("score")
     ax.set_title("per-class precision, recall and F1 (support)")
     fig.legend(loc="outside lower center", ncols=3)
+    fig.savefig(path, dpi=100)
+
+
+def _plot_reliability(path: Path, calibration: dict[str, Any]) -> None:
+    points = calibration["reliability"]
+    fig = _figure(9, 4)
+    curve, sizes = fig.subplots(1, 2)
+    curve.plot([0, 1], [0, 1], color="grey", linestyle="--", label="perfectly calibrated")
+    curve.plot(points["confidence"], points["accuracy"], marker="o", label="model")
+    curve.set_xlim(0, 1)
+    curve.set_ylim(0, 1)
+    curve.set_xlabel("confidence of the predicted class")
+    curve.set_ylabel("accuracy")
+    curve.set_title(f"reliability (expected calibration error {calibration['expected_calibration_error']:.3f})")
+    curve.legend(loc="upper left")
+    width = 1 / calibration["bins"]
+    sizes.bar((np.asarray(points["bin"]) + 0.5) * width, points["count"], width=width * 0.9)
+    sizes.set_xlim(0, 1)
+    sizes.set_xlabel("confidence of the predicted class")
+    sizes.set_ylabel("images")
+    sizes.set_title("images per confidence bin")
     fig.savefig(path, dpi=100)
 
 
@@ -292,6 +349,7 @@ def _markdown(report: dict[str, Any]) -> str:
         summary.append((f"top-{TOP_K} accuracy", f"{report[top]:.4f}"))
     for avg in ("macro", "weighted"):
         summary += [(f"{avg} {k}", f"{v:.4f}") for k, v in report[avg].items()]
+    summary.append(("expected calibration error", f"{report['calibration']['expected_calibration_error']:.4f}"))
     parts = [
         "# Evaluation report\n",
         _table(("metric", "value"), summary),
@@ -304,6 +362,10 @@ def _markdown(report: dict[str, Any]) -> str:
         "## Confusion matrix\n",
         "Rows are the true class, columns the predicted class; colours are fractions of each row.\n",
         "![confusion matrix](confusion_matrix.png)\n",
+        "## Calibration\n",
+        "How often the predicted class is right against the confidence it was predicted with "
+        f"({report['calibration']['bins']} equal-width bins); on the diagonal, confidence can be taken at its word.\n",
+        "![reliability diagram](reliability.png)\n",
     ]
     if "training_curves.png" in report["plots"]:
         parts += ["## Training\n", "![training curves](training_curves.png)\n"]

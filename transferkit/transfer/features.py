@@ -27,7 +27,7 @@ import numpy as np
 from transferkit.errors import ConfigError
 
 FEATURE_CACHES = ("disk", "memory", "none")
-_VERSION = 1  # bump when decoding or the key changes, so old cache files are not reused
+_VERSION = 2  # bump when decoding or the key changes, so old cache files are not reused
 _MEMORY: dict[str, dict[bytes, np.ndarray]] = {}
 
 
@@ -132,10 +132,7 @@ def file_features(
     missing = [i for i, d in enumerate(digests) if d not in store.table]
     if missing:
         probes = probe_files([files[i] for i in missing])
-        decoded = pipeline.decoded_dataset(
-            [files[i] for i in missing], [0] * len(missing), image_size,
-            [p.format_code for p in probes], [p.orientation for p in probes], cache=None,
-        )
+        decoded = pipeline.decoded_files([files[i] for i in missing], image_size, probes)
         run = feature_fn(extractor)
         for index, images, _ in decoded.batch(batch_size).prefetch(2):
             images = tf.cast(images, tf.float32)
