@@ -137,6 +137,7 @@ def test_a_run_resumes_from_any_crash_point(
     result = finetune(_config(images, out), verbose=0, callbacks=[watch])
     expected = {"mid-phase-1": [1, 2, 3, 4], "mid-phase-2": [4]}.get(where, [])
     assert watch.epochs == expected  # finished epochs are never trained again
+    assert result.out == out
     if not expected:
         # Nothing retrained: the folder holds exactly the weights training ended with.
         saved = keras.saving.load_model(out / "model.keras", compile=False)
