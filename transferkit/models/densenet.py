@@ -29,7 +29,7 @@ import keras
 
 from transferkit.errors import ConfigError
 from transferkit.models.common import check_min_size
-from transferkit.models.registry import ModelInfo, register_model, register_pattern
+from transferkit.models.registry import ModelInfo, register_model, register_pattern, residual_family_info
 from transferkit.models.weights import PretrainedWeights, register_weights
 
 BN_EPSILON = 1.001e-5  # Keras' DenseNet value, which its published weights were converted with
@@ -231,22 +231,10 @@ def densenet(
 
 def _info(name: str, kwargs: dict[str, Any], paper_params: int | None) -> ModelInfo:
     cifar = kwargs.get("dataset") == "cifar"
-    n_stages = CIFAR_STAGES if cifar else len(IMAGENET_BLOCKS[121])
-    return ModelInfo(
-        name=name,
-        family="densenet",
-        builder=densenet,
-        kwargs=kwargs,
-        input_shape=(32, 32, 3) if cifar else (224, 224, 3),
-        min_size=4 if cifar else 32,
-        # ImageNet: the mode of Keras' published weights; CIFAR: none published, [-1, 1].
-        preprocessing="tf" if cifar else "torch",
-        head={"pooling": "avg"},
-        stages=("stem",) + tuple(f"stage{i}" for i in range(1, n_stages + 1)),
-        paper_params=paper_params,
-        paper_classes=10 if cifar else 1000,
-        paper=PAPER,
-    )
+    stages = CIFAR_STAGES if cifar else len(IMAGENET_BLOCKS[121])
+    # ImageNet: the mode of Keras' published weights; CIFAR: none published, [-1, 1].
+    preprocessing = "tf" if cifar else "torch"
+    return residual_family_info(name, "densenet", densenet, kwargs, cifar, stages, preprocessing, paper_params, PAPER)
 
 
 def _resolve(match: re.Match[str]) -> ModelInfo:

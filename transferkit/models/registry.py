@@ -66,6 +66,36 @@ class ModelInfo:
     aux_heads: Callable[..., list[tuple[Any, float]]] | None = None
 
 
+def residual_family_info(
+    name: str,
+    family: str,
+    builder: Builder,
+    kwargs: Mapping[str, Any],
+    cifar: bool,
+    stages: int,
+    preprocessing: str,
+    paper_params: int | None,
+    paper: str,
+) -> ModelInfo:
+    """The :class:`ModelInfo` of a network with a CIFAR form (32x32, 10 classes, downsampling to
+    4x4) and an ImageNet form (224x224, 1000 classes): ``stem`` then ``stages`` numbered stages
+    (ResNet, Wide ResNet and DenseNet register their variants through this)."""
+    return ModelInfo(
+        name=name,
+        family=family,
+        builder=builder,
+        kwargs=kwargs,
+        input_shape=(32, 32, 3) if cifar else (224, 224, 3),
+        min_size=4 if cifar else 32,
+        preprocessing=preprocessing,
+        head={"pooling": "avg"},
+        stages=("stem",) + tuple(f"stage{i}" for i in range(1, stages + 1)),
+        paper_params=paper_params,
+        paper_classes=10 if cifar else 1000,
+        paper=paper,
+    )
+
+
 _MODELS: dict[str, ModelInfo] = {}
 _ALIASES: dict[str, str] = {}
 _PATTERNS: list[tuple[re.Pattern[str], Callable[[re.Match[str]], ModelInfo]]] = []

@@ -27,7 +27,7 @@ from keras import ops
 
 from transferkit.errors import ConfigError
 from transferkit.models.common import check_min_size, norm_act, padded_conv
-from transferkit.models.registry import ModelInfo, register_model, register_pattern
+from transferkit.models.registry import ModelInfo, register_model, register_pattern, residual_family_info
 from transferkit.models.weights import PretrainedWeights, register_weights
 
 BN_EPSILON = 1.001e-5  # Keras' ResNet value, which its published weights were converted with
@@ -409,22 +409,10 @@ VARIANTS: dict[str, tuple[dict[str, Any], int | None, str, tuple[str, ...]]] = {
 
 def _info(name: str, kwargs: dict[str, Any], paper_params: int | None, paper: str) -> ModelInfo:
     cifar = kwargs.get("dataset") == "cifar"
+    # Keras' v1 weights (biases on every conv) expect caffe preprocessing; the rest [-1, 1].
+    preprocessing = "caffe" if kwargs.get("conv_bias") == "all" else "tf"
     stages = len(WIDTHS["cifar" if cifar else "imagenet"])
-    keras_v1 = kwargs.get("conv_bias") == "all"
-    return ModelInfo(
-        name=name,
-        family="resnet",
-        builder=resnet,
-        kwargs=kwargs,
-        input_shape=(32, 32, 3) if cifar else (224, 224, 3),
-        min_size=4 if cifar else 32,
-        preprocessing="caffe" if keras_v1 else "tf",
-        head={"pooling": "avg"},
-        stages=("stem",) + tuple(f"stage{i}" for i in range(1, stages + 1)),
-        paper_params=paper_params,
-        paper_classes=10 if cifar else 1000,
-        paper=paper,
-    )
+    return residual_family_info(name, "resnet", resnet, kwargs, cifar, stages, preprocessing, paper_params, paper)
 
 
 for _name, (_kwargs, _paper_params, _paper, _aliases) in VARIANTS.items():

@@ -43,7 +43,7 @@ from transferkit.models.resnet import (
     BOTTLENECK_KERNELS,
     residual_block,
 )
-from transferkit.models.registry import Builder, ModelInfo, register_model, register_pattern
+from transferkit.models.registry import Builder, ModelInfo, register_model, register_pattern, residual_family_info
 
 BN_EPSILON = 1e-5  # the Torch references' value (no Keras weights exist to match)
 
@@ -283,23 +283,13 @@ def _named_builder(depth: int, width: int, dataset: str) -> Builder:
 
 def _info(name: str, depth: int, width: int, dataset: str) -> ModelInfo:
     cifar = dataset == "cifar"
-    n_stages = len((CIFAR if cifar else IMAGENET)["widths"])
+    stages = len((CIFAR if cifar else IMAGENET)["widths"])
     paper_params = (PAPER_PARAMS if cifar else IMAGENET_PAPER_PARAMS).get((depth, width))
-    return ModelInfo(
-        name=name,
-        family="wide_resnet",
-        builder=_named_builder(depth, width, dataset),
-        kwargs={"depth": depth, "width": width, "dataset": dataset},
-        input_shape=(32, 32, 3) if cifar else (224, 224, 3),
-        min_size=4 if cifar else 32,
-        # CIFAR: no published weights, [-1, 1]; ImageNet: torchvision's normalisation.
-        preprocessing="tf" if cifar else "torch",
-        head={"pooling": "avg"},
-        stages=("stem",) + tuple(f"stage{i}" for i in range(1, n_stages + 1)),
-        paper_params=paper_params,
-        paper_classes=10 if cifar else 1000,
-        paper=PAPER,
-    )
+    # CIFAR: no published weights, [-1, 1]; ImageNet: torchvision's normalisation.
+    preprocessing = "tf" if cifar else "torch"
+    builder = _named_builder(depth, width, dataset)
+    kwargs = {"depth": depth, "width": width, "dataset": dataset}
+    return residual_family_info(name, "wide_resnet", builder, kwargs, cifar, stages, preprocessing, paper_params, PAPER)
 
 
 def _resolve_cifar(match: re.Match[str]) -> ModelInfo:
