@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
+from typing import Any, TypeVar
 
 from transferkit.data.options import CACHE_MODES, DataOptions
 
@@ -15,6 +17,22 @@ def positive_int(text: str) -> int:
     if value < 1:
         raise argparse.ArgumentTypeError(f"expected a number of at least 1, got {value}")
     return value
+
+
+Config = TypeVar("Config")
+
+
+def config_from_args(cls: type[Config], args: argparse.Namespace, **values: Any) -> Config:
+    """A run's config dataclass from parsed flags: each field of ``cls`` that a flag set (flags
+    are named after the fields), ``weights`` with ``none`` as random init, the data options, and
+    ``values`` on top."""
+    names = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+    taken = {k: v for k, v in vars(args).items() if k in names}
+    if "weights" in taken:
+        taken["weights"] = weights_arg(taken["weights"])
+    if "data_options" in names:
+        taken["data_options"] = data_options_from_args(args)
+    return cls(**{**taken, **values})
 
 
 def weights_arg(text: str | None) -> str | None:

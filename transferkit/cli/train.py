@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from transferkit.cli.args import add_data_arguments, data_options_from_args, positive_int, weights_arg
+from transferkit.cli.args import add_data_arguments, config_from_args, positive_int
 
 
 def add_commands(sub: Any) -> None:
@@ -137,35 +137,7 @@ def add_finetune_arguments(p: argparse.ArgumentParser) -> None:
 def run_finetune(args: argparse.Namespace) -> int:
     from transferkit.runs.finetune import FinetuneConfig, finetune
 
-    config = FinetuneConfig(
-        base=args.base,
-        data=args.data,
-        out=args.out,
-        weights=weights_arg(args.weights),
-        image_size=args.image_size,
-        batch_size=args.batch_size,
-        epochs=args.epochs,
-        fine_tune_epochs=args.fine_tune_epochs,
-        lr=args.lr,
-        fine_tune_lr=args.fine_tune_lr,
-        unfreeze_from=args.unfreeze_from,
-        unfreeze_last=args.unfreeze_last,
-        gradual=args.gradual,
-        train_bn=args.train_bn,
-        lr_mult=args.lr_mult,
-        optimizer=args.optimizer,
-        mixed_precision=args.mixed_precision,
-        channels=args.channels,
-        val_split=args.val_split,
-        seed=args.seed,
-        dropout=args.dropout,
-        augment=args.augment,
-        frozen_cache=args.frozen_cache,
-        distribute=args.distribute,
-        overwrite=args.overwrite,
-        resume=args.resume,
-        data_options=data_options_from_args(args),
-    )
+    config = config_from_args(FinetuneConfig, args)
     result = finetune(config, verbose=0 if args.quiet else 1)
     print(f"validation accuracy: {result.val_accuracy:.4f}")
     print(f"run folder: {result.out}" if result.out else "worker done (the chief writes the run folder)")
@@ -180,28 +152,8 @@ def run_extract(args: argparse.Namespace) -> int:
         hidden = tuple(int(u) for u in args.hidden_units.split(",") if u.strip())
     except ValueError:
         raise ConfigError(f"--hidden-units takes numbers like '256' or '512,256', got {args.hidden_units!r}") from None
-    options = data_options_from_args(args)
-    augment = options.augment_spec not in (None, "", "none", "off")
-    config = ExtractConfig(
-        base=args.base,
-        data=args.data,
-        out=args.out,
-        weights=weights_arg(args.weights),
-        image_size=args.image_size,
-        channels=args.channels,
-        batch_size=args.batch_size,
-        epochs=args.epochs,
-        lr=args.lr,
-        dropout=args.dropout,
-        hidden_units=hidden,
-        val_split=args.val_split,
-        seed=args.seed,
-        augment=augment,
-        feature_cache=args.feature_cache,
-        feature_cache_dir=args.feature_cache_dir,
-        overwrite=args.overwrite,
-        data_options=options,
-    )
+    augment = args.augment_spec not in (None, "", "none", "off")
+    config = config_from_args(ExtractConfig, args, hidden_units=hidden, augment=augment)
     result = extract(config, verbose=0 if args.quiet else 1)
     print(f"validation accuracy: {result.val_accuracy:.4f}")
     print(f"run folder: {result.out}")
