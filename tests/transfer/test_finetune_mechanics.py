@@ -11,7 +11,11 @@ import pytest
 from transferkit.models import build_model
 import transferkit as tk
 from transferkit import transfer
+from transferkit.data import load_data
+from transferkit.data.options import DataOptions
 from transferkit.errors import ConfigError, WeightsError
+from transferkit.runs.finetune import FinetuneConfig, finetune
+from tuning.conftest import make_images
 
 
 def _trainable_layers(model: keras.Model) -> list[str]:
@@ -73,24 +77,20 @@ def test_batchnorm_moving_statistics(train_bn: bool) -> None:
         assert changed == set()
 
 
-def test_first_conv_of_a_grey_model_sums_rgb_kernels(keras_home: Path) -> None:
-    rgb = build_model("mobilenet_v1_025", 2, "imagenet", 96)
+def test_grey_model_sees_a_grey_image_as_the_rgb_model_sees_it_in_three_channels() -> None:
+    rgb = build_model("mobilenet_v1_025", 2, "imagenet", 96)  # the bundled ImageNet weights
     grey = build_model("mobilenet_v1_025", 2, "imagenet", 96, channels=1)
     assert grey.input_shape == (None, 96, 96, 1)
     k3 = rgb.get_layer("stem_conv").get_weights()[0]
-    k1 = grey.get_layer("stem_conv").get_weights()[0]
-    assert k1.shape == k3.shape[:2] + (1,) + k3.shape[3:]
-    np.testing.assert_array_equal(k1, k3.sum(axis=2, keepdims=True))
-    np.testing.assert_array_equal(grey.get_layer("stage3_block1_dw").get_weights()[0], rgb.get_layer("stage3_block1_dw").get_weights()[0])
-    g = np.random.default_rng(0).uniform(0, 255, (2, 96, 96, 1)).astype("float32")
-    extractor_rgb, _ = transfer.split_head(rgb)
-    extractor_grey, _ = transfer.split_head(grey)
-    np.testing.assert_allclose(
-        extractor_grey.predict(g, verbose=0), extractor_rgb.predict(np.repeat(g, 3, axis=-1), verbose=0), rtol=1e-4, atol=1e-4
-    )
+    np.testing.assert_array_equal(grey.get_layer("stem_conv").get_weights()[0], k3.sum(axis=2, keepdims=True))
+    grey.get_layer("predictions").set_weights(rgb.get_layer("predictions").get_weights())  # the same new head
+    g = np.random.default_rng(0).uniform(0, 255, (4, 96, 96, 1)).astype("float32")
+    expected = rgb.predict(np.repeat(g, 3, axis=-1), verbose=0)
+    assert np.abs(expected - expected.mean(axis=0)).max() > 1e-3  # the images get different outputs
+    np.testing.assert_allclose(grey.predict(g, verbose=0), expected, rtol=1e-4, atol=1e-5)
 
 
-def test_pretrained_base_at_another_size(keras_home: Path) -> None:
+def test_pretrained_base_at_another_size() -> None:
     model = build_model("mobilenet_v1_025", 2, "imagenet", 160)
     reference = build_model("mobilenet_v1_025", 2, "imagenet", 224)
     np.testing.assert_array_equal(model.get_layer("stage5_block2_pw").get_weights()[0], reference.get_layer("stage5_block2_pw").get_weights()[0])
@@ -98,18 +98,107 @@ def test_pretrained_base_at_another_size(keras_home: Path) -> None:
 
 
 @pytest.mark.parametrize("policy", ["mixed_float16", "mixed_bfloat16"])
-def test_mixed_precision_keeps_a_float32_softmax(policy: str) -> None:
+def test_mixed_precision_computes_in_half_and_keeps_a_float32_softmax(policy: str) -> None:
+    half = policy.split("_")[1]
+    x = np.random.default_rng(0).uniform(0, 255, (4, 64, 64, 3)).astype("float32")
     with transfer.precision(policy):
-        model = build_model("mobilenet_v1_025", 2, None, 64)
+        model = build_model("mobilenet_v1_025", 2, "imagenet", 64)  # random init: features too small to move
         transfer.freeze(model, "stage5")
         model.compile(optimizer=transfer.make_optimizer("adam", 1e-3, 0.1), loss="sparse_categorical_crossentropy")
-        model.fit(np.zeros((4, 64, 64, 3), "float32"), np.array([0, 1, 0, 1]), verbose=0)
+        before = {v.path: v.numpy().copy() for v in model.weights}
+        model.fit(x, np.array([0, 1, 0, 1]), batch_size=4, epochs=6, verbose=0)
     assert keras.config.dtype_policy().name == "float32"
-    assert model.get_layer("stage5_block1_pw").compute_dtype == policy.split("_")[1]
-    assert model.get_layer("predictions").compute_dtype == "float32"
-    assert model.output.dtype == "float32"
+    conv = model.get_layer("stage5_block1_pw")
+    assert conv.kernel.dtype == "float32"  # float32 variables ...
+    assert keras.Model(model.input, conv.output)(x).dtype == half  # ... computing in half precision
+    probabilities = model(x)
+    assert probabilities.dtype == "float32"
+    np.testing.assert_allclose(keras.ops.sum(probabilities, axis=-1), 1.0, rtol=1e-6)
+    if policy == "mixed_float16":  # float16 gradients need loss scaling; bfloat16 ones do not
+        assert isinstance(model.optimizer, keras.optimizers.LossScaleOptimizer)
+    else:
+        assert not isinstance(model.optimizer, keras.optimizers.LossScaleOptimizer)
+    # A loss-scaled step whose gradients overflow is skipped (the scale then halves); some are not.
+    assert 1 <= int(model.optimizer.iterations) <= 6
+    after = {v.path: v.numpy() for v in model.weights}
+    assert all(after[p].dtype == np.float32 for p in after)
+    changed = {p for p in before if not np.array_equal(before[p], after[p])}
+    assert "stage5_block1_pw/kernel" in changed and "predictions/kernel" in changed
+    assert not any(p.startswith(("stem", "stage4")) for p in changed)
     with pytest.raises(ConfigError, match="mixed_float16"):
         transfer.check_precision("float8")
+
+
+class _RecordTraining(keras.callbacks.Callback):
+    """The trainable weights of each ``fit`` and the weights that training changed."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.trainable: list[set[str]] = []
+        self.changed: list[set[str]] = []
+
+    def on_train_begin(self, logs: dict | None = None) -> None:
+        self.trainable.append({v.path for v in self.model.trainable_weights})
+        self._before = {v.path: v.numpy().copy() for v in self.model.weights}
+
+    def on_train_end(self, logs: dict | None = None) -> None:
+        self.changed.append({v.path for v in self.model.weights if not np.array_equal(v.numpy(), self._before[v.path])})
+
+
+def test_gradual_unfreezing_trains_one_more_stage_each_step(tmp_path: Path) -> None:
+    record = _RecordTraining()
+    config = FinetuneConfig(
+        base="resnet20", weights=None, data=str(make_images(tmp_path / "images")), out=str(tmp_path / "run"),
+        image_size=32, batch_size=8, epochs=1, fine_tune_epochs=3, gradual=1, unfreeze_from="stage1",
+        augment=False, val_split=0.25,
+    )
+    finetune(config, verbose=0, callbacks=[record])
+    reference = build_model("resnet20", 2, None, 32)
+
+    def weights_of(stages: list[str]) -> set[str]:  # BatchNormalization stays frozen by default
+        return {
+            v.path
+            for layer in reference.layers
+            if layer.name.startswith(("head", "predictions"))
+            or (layer.name.split("_")[0] in stages and not isinstance(layer, keras.layers.BatchNormalization))
+            for v in layer.trainable_weights
+        }
+
+    stages = sorted({l.name.split("_")[0] for l in reference.layers if l.name.startswith("stage")}, reverse=True)
+    assert stages == ["stage3", "stage2", "stage1"]
+    expected = [weights_of(stages[:n]) for n in range(len(stages) + 1)]  # the head alone, then one stage more each epoch
+    assert record.trainable == expected
+    assert record.changed == expected  # every trainable weight moved, no other one did
+
+
+def test_class_weights_reweigh_each_example_of_the_training_loss(tmp_path: Path) -> None:
+    images = make_images(tmp_path / "images", per_class=8)
+    for f in sorted((images / "blue").iterdir())[:5]:
+        f.unlink()  # 8 red, 3 blue
+
+    def first_batch_loss(class_weight: str | None) -> float:
+        config = FinetuneConfig(
+            base="resnet20", weights=None, data=str(images), out=str(tmp_path / f"run_{class_weight}"),
+            image_size=32, batch_size=32, epochs=1, fine_tune_epochs=0, augment=False, val_split=0.25, dropout=0.0,
+            data_options=DataOptions(class_weight=class_weight),
+        )
+        return finetune(config, verbose=0).history[0]["loss"]  # one batch: the loss before its step
+
+    weighted, plain = first_batch_loss("auto"), first_batch_loss(None)
+
+    # The same initial model and training images, per-example cross-entropy computed here.
+    data = load_data(str(images), 32, 32, 0.25, 0, False)
+    keras.utils.set_random_seed(0)
+    model = build_model("resnet20", 2, None, 32, dropout=0.0)
+    x, y = (np.concatenate(parts) for parts in zip(*((np.asarray(a), np.asarray(b)) for a, b in data.train)))
+    losses = -np.log(model.predict(x, verbose=0)[np.arange(len(y)), y])
+    counts = np.bincount(y, minlength=2)
+    assert counts.tolist() == [2, 6]  # blue (label 0) is the rare class
+    balanced = len(y) / (2 * counts)  # n / (classes * n_class)
+    np.testing.assert_allclose(plain, losses.mean(), rtol=1e-4)
+    np.testing.assert_allclose(weighted, (balanced[y] * losses).mean(), rtol=1e-4)
+    assert abs(weighted - plain) > 1e-3
+    np.testing.assert_allclose(weighted - plain, ((balanced[y] - 1) * losses).mean(), rtol=1e-3, atol=1e-6)
 
 
 def test_imagenet_for_a_family_without_published_weights() -> None:
@@ -120,7 +209,7 @@ def test_imagenet_for_a_family_without_published_weights() -> None:
         build_model(no_weights[0], 2, "imagenet")
 
 
-def test_user_files_load_and_a_misfit_names_the_layer(tmp_path: Path, keras_home: Path) -> None:
+def test_user_files_load_and_a_misfit_names_the_layer(tmp_path: Path) -> None:
     trained = build_model("mobilenet_v1_025", 5, "imagenet", 96)
     keras_file = tmp_path / "run.keras"
     trained.save(keras_file)
@@ -162,9 +251,8 @@ def test_every_family_transfers_from_scratch(name: str) -> None:
     np.testing.assert_allclose(head_model(extractor(x)), model(x), rtol=1e-5, atol=1e-6)
 
 
-def test_finetune_command_with_every_unfreezing_option(hymenoptera: Path, tmp_path: Path, keras_home: Path) -> None:
+def test_finetune_command_with_every_unfreezing_option(hymenoptera: Path, tmp_path: Path) -> None:
     import csv
-    import json
     import shutil
 
     from transferkit.cli import main
@@ -181,10 +269,12 @@ def test_finetune_command_with_every_unfreezing_option(hymenoptera: Path, tmp_pa
         "--optimizer", "sgd", "--channels", "1", "--mixed-precision", "mixed_bfloat16", "--quiet", "--val-split", "0.4",
     ])
     assert code == 0
-    config = json.loads((out / "config.json").read_text())
-    assert config["gradual"] == 1 and config["channels"] == 1 and config["mode"] == "finetune"
     with open(out / "history.csv") as f:
         assert [r["phase"] for r in csv.DictReader(f)] == ["head", "fine_tune", "fine_tune", "fine_tune"]
     saved = keras.saving.load_model(out / "model.keras")
     assert saved.input_shape == (None, 64, 64, 1) and saved.output.dtype == "float32"
     assert keras.config.dtype_policy().name == "float32"
+    pretrained = build_model("mobilenet_v1_025", 2, "imagenet", 64, channels=1)
+    for name in ("stem_conv", "stage3_block2_pw"):  # frozen: the grey-adapted ImageNet weights
+        np.testing.assert_array_equal(saved.get_layer(name).get_weights()[0], pretrained.get_layer(name).get_weights()[0])
+    assert not np.array_equal(saved.get_layer("predictions").get_weights()[0], pretrained.get_layer("predictions").get_weights()[0])

@@ -67,10 +67,12 @@ def lr_multiplier(path: str, rules: Mapping[str, float]) -> float:
 class LRMultipliers:
     """Mixin for a Keras optimizer: scales the learning rate of each variable by a multiplier.
 
-    The multiplier is applied in ``update_step``, which Keras calls per variable with the
-    learning rate (also per replica under ``tf.distribute``), so it works with ``model.fit`` and
-    distribution strategies; the rules are part of ``get_config``, so a compiled ``.keras`` file
-    reloads with them. Keras has no per-variable learning rate, hence this mixin.
+    The multiplier scales both the gradient step and the weight decay (``weight_decay`` of AdamW,
+    or of any Keras optimizer), so a variable with multiplier 0 never changes. Both happen in
+    ``update_step``, which Keras calls per variable with the learning rate (also per replica under
+    ``tf.distribute``), so it works with ``model.fit`` and distribution strategies; the rules are
+    part of ``get_config``, so a compiled ``.keras`` file reloads with them. Keras has no
+    per-variable learning rate, hence this mixin.
     """
 
     def __init__(self, *args: Any, lr_multipliers: Mapping[str, float] | None = None, **kwargs: Any) -> None:
@@ -82,10 +84,19 @@ class LRMultipliers:
         self._multipliers = [lr_multiplier(v.path, self.lr_multipliers) for v in variables]
         super().build(variables)
 
+    def _apply_weight_decay(self, variables: Any) -> None:
+        """Keras decays every variable here with the unscaled learning rate; ``update_step``
+        does it instead, with the variable's own."""
+
     def update_step(self, gradient: Any, variable: Any, learning_rate: Any) -> Any:
         scale = self._multipliers[self._get_variable_index(variable)]
         if scale != 1.0:
             learning_rate = learning_rate * scale
+        if self.weight_decay is not None and scale != 0.0 and self._use_weight_decay(variable):
+            # Keras' decoupled decay, before the step as in ``BaseOptimizer.apply``.
+            lr = keras.ops.cast(learning_rate, variable.dtype)
+            wd = keras.ops.cast(self.weight_decay, variable.dtype)
+            self.assign_sub(variable, variable * wd * lr)
         return super().update_step(gradient, variable, learning_rate)
 
     def get_config(self) -> dict[str, Any]:
