@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 
 from transferkit.cli import main
+from transferkit.data import SAMPLE_DIR
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -30,9 +31,9 @@ def hymenoptera_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return out
 
 
-def test_finetune_reaches_080_on_held_out_split(hymenoptera_run: Path) -> None:
+def test_finetune_reaches_092_on_held_out_split(hymenoptera_run: Path) -> None:
     metrics = json.loads((hymenoptera_run / "metrics.json").read_text())
-    assert metrics["val_accuracy"] >= 0.80
+    assert metrics["val_accuracy"] >= 0.92, metrics["val_accuracy"]  # measured: 0.959 (47 of 49)
     assert metrics["num_train"] + metrics["num_val"] == 245
     phases = [row["phase"] for row in metrics["epochs"]]
     assert phases.count("head") >= 1 and phases.count("fine_tune") >= 1
@@ -134,13 +135,13 @@ def test_data_is_a_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> N
     _bad(tmp_path, capsys, ["--data", str(f)], "is a file")
 
 
-def test_fewer_than_two_classes(tmp_path: Path, capsys: pytest.CaptureFixture[str], hymenoptera: Path) -> None:
-    data = _classes(tmp_path / "one", {"ants": 4}, hymenoptera)
+def test_fewer_than_two_classes(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    data = _classes(tmp_path / "one", {"ants": 4}, SAMPLE_DIR)
     _bad(tmp_path, capsys, ["--data", str(data)], "at least 2 class sub-folders")
 
 
-def test_class_folder_without_images(tmp_path: Path, capsys: pytest.CaptureFixture[str], hymenoptera: Path) -> None:
-    data = _classes(tmp_path / "d", {"ants": 4, "bees": 4}, hymenoptera)
+def test_class_folder_without_images(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    data = _classes(tmp_path / "d", {"ants": 4, "bees": 4}, SAMPLE_DIR)
     (data / "wasps").mkdir()
     (data / "wasps" / "notes.txt").write_text("no photos yet")
     _bad(tmp_path, capsys, ["--data", str(data)], "wasps")

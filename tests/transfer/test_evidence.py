@@ -1,7 +1,7 @@
 """Evidence on real photos (hymenoptera ants/bees, mobilenet_v1_025 with its real ImageNet
-weights, 224 px, seed 0, the same stratified 80/20 split): both modes reach >= 0.82 validation
-accuracy, and every frozen weight, BatchNormalization statistics included, is bit-identical
-before and after training."""
+weights, 224 px, seed 0, the same stratified 80/20 split): extract reaches >= 0.90 validation
+accuracy (0.939 measured), finetune >= 0.92 (0.959 measured), and every frozen weight,
+BatchNormalization statistics included, is bit-identical before and after training."""
 
 from __future__ import annotations
 
@@ -29,13 +29,13 @@ def _assert_identical(a: dict[str, list[np.ndarray]], b: dict[str, list[np.ndarr
         assert all(np.array_equal(x, y) for x, y in zip(a[name], b[name])), f"{name} changed"
 
 
-def test_extract_mode(hymenoptera: Path, keras_home: Path, tmp_path: Path) -> None:
+def test_extract_mode(hymenoptera: Path, tmp_path: Path) -> None:
     config = ExtractConfig(
         base=BASE, data=str(hymenoptera), out=str(tmp_path / "run"), image_size=224, seed=0,
         feature_cache_dir=str(tmp_path / "features"),
     )
     result = extract(config, verbose=0)
-    assert result.val_accuracy >= 0.82, result.val_accuracy
+    assert result.val_accuracy >= 0.90, result.val_accuracy  # measured: 0.939 (46 of 49)
 
     pretrained = build_model(BASE, 2, "imagenet", 224)
     base = [l.name for l in transfer.base_layers(pretrained) if l.weights]
@@ -54,13 +54,13 @@ def test_extract_mode(hymenoptera: Path, keras_home: Path, tmp_path: Path) -> No
 
 
 @pytest.mark.slow  # about 70 s alone; over 2 minutes on a loaded machine
-def test_finetune_mode(hymenoptera: Path, keras_home: Path, tmp_path: Path) -> None:
+def test_finetune_mode(hymenoptera: Path, tmp_path: Path) -> None:
     config = FinetuneConfig(
         base=BASE, data=str(hymenoptera), out=str(tmp_path / "run"), image_size=224, seed=0,
         epochs=10, lr=1e-2, fine_tune_epochs=5, fine_tune_lr=1e-4, unfreeze_from="stage5",
     )
     result = finetune(config, verbose=0)
-    assert result.val_accuracy >= 0.82, result.val_accuracy
+    assert result.val_accuracy >= 0.92, result.val_accuracy  # measured: 0.959 (47 of 49)
 
     pretrained = build_model(BASE, 2, "imagenet", 224)
     weighted = [l for l in transfer.base_layers(pretrained) if l.weights]

@@ -14,15 +14,16 @@ from transferkit.runs.extract import ExtractConfig, train_extract
 from transferkit import transfer
 from transferkit.transfer import features
 from transferkit.cli import main
+from transferkit.data import SAMPLE_DIR
 
 
 @pytest.fixture
-def few(hymenoptera: Path, tmp_path: Path) -> Path:
-    """6 photos per class, copied (so a test may change one)."""
+def few(tmp_path: Path) -> Path:
+    """6 photos per class of the bundled sample, copied (so a test may change one)."""
     data = tmp_path / "few"
     for cls in ("ants", "bees"):
         (data / cls).mkdir(parents=True)
-        for f in sorted((hymenoptera / cls).iterdir())[:6]:
+        for f in sorted((SAMPLE_DIR / cls).iterdir())[:6]:
             shutil.copy(f, data / cls / f.name)
     return data
 
@@ -33,7 +34,7 @@ def _store(model: keras.Model, folder: Path, weights: str = "imagenet") -> featu
     return features.FeatureStore(key, "disk", folder)
 
 
-def test_disk_cache_is_keyed_by_file_contents(few: Path, tmp_path: Path, keras_home: Path) -> None:
+def test_disk_cache_is_keyed_by_file_contents(few: Path, tmp_path: Path) -> None:
     model = build_model("mobilenet_v1_025", 2, "imagenet", 96)
     extractor, _ = transfer.split_head(model)
     files = sorted(str(p) for p in few.rglob("*.jpg"))
@@ -65,7 +66,7 @@ def _images(files: list[str], size: int) -> np.ndarray:
 
 
 def test_extract_command_then_predict_and_evaluate(
-    few: Path, tmp_path: Path, keras_home: Path, capsys: pytest.CaptureFixture[str]
+    few: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     run = tmp_path / "run"
     cache = tmp_path / "cache"
@@ -85,7 +86,7 @@ def test_extract_command_then_predict_and_evaluate(
     assert "left out 8 images the model trained on" in printed and "on 4 images" in printed
 
 
-def test_augmentation_turns_caching_off_and_says_so(few: Path, tmp_path: Path, keras_home: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_augmentation_turns_caching_off_and_says_so(few: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     config = ExtractConfig(data=str(few), image_size=64, epochs=1, augment=True, val_split=0.34, feature_cache_dir=str(tmp_path / "c"))
     before = build_model("mobilenet_v1_025", 2, "imagenet", 64)
     result = train_extract(config, verbose=1)

@@ -11,7 +11,7 @@ import pytest
 from transferkit.models import build_model
 import transferkit as tk
 from transferkit import transfer
-from transferkit.data import load_data
+from transferkit.data import SAMPLE_DIR, load_data
 from transferkit.data.options import DataOptions
 from transferkit.errors import ConfigError, WeightsError
 from transferkit.runs.finetune import FinetuneConfig, finetune
@@ -251,7 +251,7 @@ def test_every_family_transfers_from_scratch(name: str) -> None:
     np.testing.assert_allclose(head_model(extractor(x)), model(x), rtol=1e-5, atol=1e-6)
 
 
-def test_finetune_command_with_every_unfreezing_option(hymenoptera: Path, tmp_path: Path) -> None:
+def test_finetune_command_with_every_unfreezing_option(tmp_path: Path) -> None:
     import csv
     import shutil
 
@@ -260,7 +260,7 @@ def test_finetune_command_with_every_unfreezing_option(hymenoptera: Path, tmp_pa
     data = tmp_path / "few"
     for cls in ("ants", "bees"):
         (data / cls).mkdir(parents=True)
-        for f in sorted((hymenoptera / cls).iterdir())[:5]:
+        for f in sorted((SAMPLE_DIR / cls).iterdir())[:5]:
             shutil.copy(f, data / cls / f.name)
     out = tmp_path / "run"
     code = main([

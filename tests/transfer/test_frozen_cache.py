@@ -67,7 +67,7 @@ def _run(tmp_path: Path, capsys: pytest.CaptureFixture, **kwargs) -> tuple[tk.ru
 
 
 def test_finetune_without_augmentation_caches_the_frozen_layers(
-    keras_home: Path, tmp_path: Path, capsys: pytest.CaptureFixture
+    tmp_path: Path, capsys: pytest.CaptureFixture
 ) -> None:
     reference = tk.create_model("mobilenet_v1_025", num_classes=2, input_shape=(96, 96, 3), weights="imagenet")
     result, log = _run(tmp_path, capsys, augment=False)
@@ -87,7 +87,7 @@ def test_finetune_without_augmentation_caches_the_frozen_layers(
 
 
 def test_augmented_or_opted_out_runs_compute_every_layer(
-    keras_home: Path, tmp_path: Path, capsys: pytest.CaptureFixture
+    tmp_path: Path, capsys: pytest.CaptureFixture
 ) -> None:
     _, log = _run(tmp_path / "aug", capsys, augment=True, fine_tune_epochs=0)
     assert "frozen layers computed once" not in log
