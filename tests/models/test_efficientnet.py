@@ -113,7 +113,7 @@ def test_published_file_format_loads_by_order(tmp_path) -> None:
     _save_legacy_h5(ref, path)
     ours = tk.create_backbone("efficientnet_b0", input_shape=COMPAT)
     ours.get_layer("stem_normalization").set_weights([np.zeros(3), np.ones(3), np.array(0)])
-    tk.models.weights.load_weights_file(ours, path)  # model.load_weights(.h5): by order, as load_pretrained
+    tk.models.weights.load_into(ours, path)  # by order, as a pretrained record's file
     theirs = [w for l in ref.layers for w in l.get_weights()]
     mine = [w for l in ours.layers for w in l.get_weights()]
     assert len(mine) == len(theirs)

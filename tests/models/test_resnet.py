@@ -88,11 +88,11 @@ def _save_legacy_h5(model: keras.Model, path) -> None:
 
 def _check_published_format(ref, name, x, expected, tmp_path) -> None:
     """``ref``'s weights, written as Keras publishes them, load into a fresh backbone by order
-    (``model.load_weights(.h5)``, as load_pretrained does) and give ``expected``."""
+    (as a pretrained record's file loads) and give ``expected``."""
     path = tmp_path / f"{name}_notop.h5"
     _save_legacy_h5(ref, path)
     fresh = tk.create_backbone(name, input_shape=COMPAT)
-    tk.models.weights.load_weights_file(fresh, path)
+    tk.models.weights.load_into(fresh, path)
     assert_same(fresh(x), expected)
 
 

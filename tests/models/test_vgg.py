@@ -106,7 +106,7 @@ def test_vgg_d_takes_keras_vgg16_weights(tmp_path, monkeypatch) -> None:
     with h5py.File(tmp_path / "models" / record.file_name, "w") as f:
         legacy_h5_format.save_weights_to_hdf5_group(f, reference)
     fresh = tk.create_backbone("vgg_d", input_shape=COMPAT)
-    weights_lib.load_pretrained(fresh, dataclasses.replace(record, file_hash=None))
+    weights_lib.load_into(fresh, dataclasses.replace(record, file_hash=None))
     _compare_with_keras(reference, fresh)
 
 

@@ -6,11 +6,13 @@ Every command, the tuner, the recipes and the Python API build models here.
 map``; :func:`create_model` puts the one shared head (:mod:`transferkit.models.head`) on top;
 :func:`build_model` is what training uses (a new head on a base from random init, a pretrained
 tag or a file, for RGB or grey images); :func:`pretrained_classifier` is the published classifier
-unchanged.
+unchanged. Each builds its model first, then loads its weights through the one weights road,
+:func:`transferkit.models.weights.load_into`.
 """
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 import keras
@@ -19,7 +21,7 @@ from transferkit.errors import ConfigError, WeightsError
 from transferkit.models import weights as weights_lib
 from transferkit.models.head import classification_head, is_head_layer
 from transferkit.models.layers import PREPROCESSING_MODES, Preprocess
-from transferkit.models.registry import check_input_shape, get_model_info
+from transferkit.models.registry import ModelInfo, check_input_shape, get_model_info
 
 
 def default_image_size(base: str, weights: str | None) -> int:
@@ -38,31 +40,34 @@ def checked_image_size(base: str, weights: str | None, image_size: int | None) -
     return size
 
 
-def create_backbone(
-    name: str,
-    weights: str | None = None,
-    input_shape: tuple[int, ...] | None = None,
-    **overrides: Any,
+Weights = str | os.PathLike[str] | weights_lib.PretrainedWeights | None
+"""What ``weights=`` takes: a tag, a record, a file path, or None for random init."""
+
+
+def _weights_source(info: ModelInfo, weights: Any) -> Any:
+    """The record of a tag (or the record given), the path of a file, or None."""
+    if isinstance(weights, weights_lib.PretrainedWeights) and weights.model != info.name:
+        raise WeightsError(
+            f"the {weights.tag!r} weights record is {weights.model}'s, not {info.name}'s; pass "
+            f"the tag {weights.tag!r} instead"
+        )
+    if weights is None or isinstance(weights, weights_lib.PretrainedWeights):
+        return weights
+    if weights_lib.is_tag(weights):
+        return weights_lib.get_record(info.name, weights)
+    return weights
+
+
+def _backbone(
+    info: ModelInfo, source: Any, input_shape: tuple[int, ...] | None, overrides: dict[str, Any]
 ) -> keras.Model:
-    """Builds a headless backbone: raw 0-255 RGB in, 4-D feature map out.
-
-    Args:
-        name: Registry name or alias (see :func:`list_models`).
-        weights: ``None`` (random init), a pretrained tag such as ``"imagenet"``, or a path to a
-            weights file (``.weights.h5``, legacy ``.h5`` or ``.keras``).
-        input_shape: ``(height, width, channels)``; the variant's default when omitted.
-        **overrides: Builder arguments that change the variant (e.g. ``alpha=0.5``).
-
-    Returns:
-        A functional ``keras.Model`` whose first layer after the input is ``preprocess``.
-    """
-    info = get_model_info(name)
-    record = weights_lib.get_record(info.name, weights) if weights_lib.is_tag(weights) else None
+    """The backbone of ``info``, preprocessing as a record says, with no weights loaded yet."""
+    record = source if isinstance(source, weights_lib.PretrainedWeights) else None
     if record is not None and overrides:
         changed = {k: v for k, v in overrides.items() if info.kwargs.get(k, object()) != v}
         if changed:
             raise ConfigError(
-                f"pretrained {weights!r} weights fit {info.name} as published; the overrides "
+                f"pretrained {record.tag!r} weights fit {info.name} as published; the overrides "
                 f"{sorted(changed)} change the architecture. Drop them or use weights=None"
             )
     shape = check_input_shape(info, input_shape)
@@ -74,24 +79,48 @@ def create_backbone(
     inputs = keras.Input(shape=shape, name="image")
     x = Preprocess(mode, name="preprocess")(inputs)
     features = info.builder(x, **{**info.kwargs, **overrides})
-    backbone = keras.Model(inputs, features, name=info.name)
-    if record is not None:
-        weights_lib.load_pretrained(backbone, record)
-    elif weights is not None:
-        weights_lib.load_weights_file(backbone, weights)
+    return keras.Model(inputs, features, name=info.name)
+
+
+def create_backbone(
+    name: str,
+    weights: Weights = None,
+    input_shape: tuple[int, ...] | None = None,
+    **overrides: Any,
+) -> keras.Model:
+    """Builds a headless backbone: raw 0-255 RGB in, 4-D feature map out.
+
+    Args:
+        name: Registry name or alias (see :func:`list_models`).
+        weights: ``None`` (random init), a pretrained tag such as ``"imagenet"`` (or its
+            :class:`~transferkit.models.weights.PretrainedWeights` record), or the path of a
+            weights file (``.keras``, ``.weights.h5`` or legacy ``.h5``, with or without a
+            classifier top: the top is left out). Loaded by
+            :func:`~transferkit.models.weights.load_into`.
+        input_shape: ``(height, width, channels)``; the variant's default when omitted.
+        **overrides: Builder arguments that change the variant (e.g. ``alpha=0.5``).
+
+    Returns:
+        A functional ``keras.Model`` whose first layer after the input is ``preprocess``.
+    """
+    info = get_model_info(name)
+    source = _weights_source(info, weights)
+    backbone = _backbone(info, source, input_shape, overrides)
+    if source is not None:
+        weights_lib.load_into(backbone, source)
     return backbone
 
 
 def create_model(
     name: str,
     num_classes: int | None = None,
-    weights: str | None = None,
+    weights: Weights = None,
     input_shape: tuple[int, ...] | None = None,
     *,
     pooling: str | None = None,
     hidden_units: tuple[int, ...] | None = None,
     dropout: float | None = None,
-    activation: str = "softmax",
+    activation: str | None = "softmax",
     aux_outputs: bool = False,
     **overrides: Any,
 ) -> keras.Model:
@@ -100,8 +129,11 @@ def create_model(
     Args:
         name: Registry name or alias.
         num_classes: Outputs of the ``predictions`` layer; 1000 (ImageNet) when omitted.
-        weights: ``None``, a pretrained tag for the backbone (``"imagenet"``), or a path to a
-            weights file of the whole classifier.
+        weights: ``None``, a pretrained tag (``"imagenet"``) or its record, or the path of a
+            weights file, headless or of a whole classifier (see
+            :func:`~transferkit.models.weights.load_into`). A file's top loads when it has
+            ``num_classes`` classes; with another number of classes the base (and any hidden
+            head layers) load and ``predictions`` starts from new initial values.
         input_shape: ``(height, width, channels)``; the variant's default when omitted.
         pooling: ``"avg"``, ``"max"`` or ``"flatten"``; the family's default when omitted.
         hidden_units: Hidden Dense layers of the head (VGG/AlexNet style FC layers).
@@ -115,8 +147,8 @@ def create_model(
         num_classes = info.paper_classes
     if not isinstance(num_classes, int) or num_classes < 1:
         raise ConfigError(f"num_classes must be a positive integer, got {num_classes!r}")
-    base_weights = weights if weights_lib.is_tag(weights) else None
-    backbone = create_backbone(info.name, base_weights, input_shape, **overrides)
+    source = _weights_source(info, weights)
+    backbone = _backbone(info, source, input_shape, overrides)
     head = dict(info.head({**info.kwargs, **overrides}) if callable(info.head) else info.head)
     for key, value in (("pooling", pooling), ("hidden_units", hidden_units), ("dropout", dropout)):
         if value is not None:
@@ -127,25 +159,24 @@ def create_model(
             raise ConfigError(f"{info.name} has no auxiliary classifiers; drop aux_outputs")
         outputs = [outputs] + [out for out, _ in info.aux_heads(backbone, num_classes)]
     model = keras.Model(backbone.input, outputs, name=info.name)
-    if weights is not None and base_weights is None:
-        weights_lib.load_weights_file(model, weights)
+    if source is not None:
+        weights_lib.load_into(model, source)
     return model
 
 
 def build_model(
     base: str,
     num_classes: int,
-    weights: str | None = None,
+    weights: Weights = None,
     image_size: int | None = None,
     channels: int | None = None,
     **head: Any,
 ) -> keras.Model:
     """A classifier with a new head on a base from random init, a pretrained tag or a file.
 
-    A file is first loaded into the base alone (a ``.keras`` by layer name, so the file's own
-    head is ignored; a weights file by order); a weights file of a whole classifier with
-    ``num_classes`` outputs is accepted too. ``channels=1`` adapts 3-channel weights with
-    :func:`adapt_input_channels`.
+    The weights load as :func:`create_model` loads them: a headless file or tag into the base, a
+    whole classifier's file with its top when it has ``num_classes`` classes (otherwise all but
+    ``predictions``). ``channels=1`` adapts 3-channel weights with :func:`adapt_input_channels`.
 
     Args:
         base: Registry name.
@@ -172,24 +203,7 @@ def build_model(
         set_preprocessing(grey, rgb.get_layer("preprocess").mode)
         adapt_input_channels(rgb, grey)
         return grey
-    shape = (size, size, channels)
-    if weights is None or weights_lib.is_tag(weights):
-        return create_model(base, num_classes, weights, shape, **head)
-    backbone_error: WeightsError | None = None
-    try:
-        backbone = create_backbone(base, weights, shape)
-    except WeightsError as err:
-        backbone_error = err
-    if backbone_error is None:
-        model = create_model(base, num_classes, None, shape, **head)
-        for layer in backbone.layers:
-            if layer.weights:
-                model.get_layer(layer.name).set_weights(layer.get_weights())
-        return model
-    try:
-        return create_model(base, num_classes, weights, shape, **head)
-    except WeightsError:
-        raise backbone_error from None
+    return create_model(base, num_classes, weights, (size, size, channels), **head)
 
 
 def set_preprocessing(model: keras.Model, mode: str) -> None:
@@ -254,7 +268,4 @@ def pretrained_classifier(model: str, tag: str = "imagenet") -> keras.Model:
     """
     record = weights_lib.top_record(get_model_info(model).name, tag)
     size = record.input_size
-    classifier = create_model(model, num_classes=record.num_classes, input_shape=(size, size, 3))
-    set_preprocessing(classifier, record.preprocessing)
-    weights_lib.load_top_file(classifier, weights_lib.resolve_file(record))
-    return classifier
+    return create_model(model, record.num_classes, record, (size, size, 3))

@@ -1,4 +1,6 @@
-"""Pretrained weights: one frozen record per (model, tag), resolved through Keras' own cache.
+"""Pretrained weights: one frozen record per (model, tag), resolved through Keras' own cache, and
+:func:`load_into`, the one road by which any weights file (a record's, or a user's ``.keras``,
+``.weights.h5`` or legacy ``.h5``, headless or with its classifier top) enters a model.
 
 Resolution order for a record: the copy bundled inside the package (hash checked), then
 ``keras.utils.get_file`` under ``$KERAS_HOME/models`` (a cached file loads with no network), then
@@ -18,6 +20,7 @@ import keras
 import numpy as np
 
 from transferkit.errors import WeightsError
+from transferkit.models.head import HEAD_PREFIXES, is_head_layer
 
 ASSETS = Path(__file__).resolve().parents[1] / "assets" / "weights"
 
@@ -164,98 +167,255 @@ def resolve_file(record: PretrainedWeights) -> Path:
         ) from None
 
 
-def load_pretrained(model: keras.Model, record: PretrainedWeights) -> None:
-    """Loads a record's file into ``model`` (a backbone built for it)."""
-    path = resolve_file(record)
-    try:
-        model.load_weights(str(path))
-    except ValueError as err:
-        raise WeightsError(
-            f"{path} does not fit {model.name}: {str(err).splitlines()[0]}"
-        ) from None
+# --- The one road: every weights file enters a model here ------------------------------------
+
+FILE_FORMATS = ".keras, .weights.h5 or legacy .h5"
+
+KERAS_TOP_LAYERS = ("fc1", "fc2", "predictions", "conv_preds")
+"""Weighted layers of the classifier tops keras.applications publishes: VGG's two hidden layers,
+MobileNet's 1x1-convolution classifier, everyone's ``predictions``."""
 
 
-def load_weights_file(model: keras.Model, path: str | os.PathLike[str]) -> None:
-    """Loads a user's weights file: ``.keras`` (by layer name), ``.weights.h5`` or legacy ``.h5``.
+_Plan = list[tuple[Any, list[np.ndarray]]]
+"""Weighted layers and the values they are given."""
+
+
+@dataclass(frozen=True)
+class _Saved:
+    """The weighted layers of a weights file (or a model), and how they pair with a model's.
+
+    ``by_name`` is False for legacy ``.h5`` files, whose layers pair up in order as Keras loads
+    them (keras.applications names its layers differently from ours), and True for Keras 3
+    files, whose layers carry their names.
+    """
+
+    layers: tuple[tuple[str, tuple[np.ndarray, ...]], ...]
+    by_name: bool
+
+
+def load_into(model: keras.Model, source: PretrainedWeights | str | os.PathLike[str]) -> None:
+    """Loads a pretrained record's file or a weights file into ``model``.
+
+    This is the one road by which weights files enter models: ``create_backbone``,
+    ``create_model``, ``build_model`` and ``pretrained_classifier`` of
+    :mod:`transferkit.models.factory` all load here.
+
+    Formats: a legacy Keras ``.h5`` (every file keras.applications publishes, with or without its
+    top, and ``model.save("x.h5")`` files) pairs weighted layers in order, as Keras does, and
+    reshapes a 1x1-convolution classifier kernel (MobileNet's ``conv_preds``) into the
+    ``predictions`` Dense; a ``.keras`` or Keras 3 ``.weights.h5`` file pairs layers by name.
+
+    What the file holds is read from the file, not from its name:
+
+    - a headless file (the base's layers) loads the base; the head keeps its initial values;
+    - a whole-classifier file (base and top) loads the base and, into a model with a head, the
+      top, whose layers must be the head's. If ``predictions`` has a different number of
+      classes from the file's, every other layer loads and ``predictions`` keeps its fresh
+      initial values: a new head for new classes. A backbone leaves the file's top out.
+
+    Nothing is assigned unless the whole file fits.
+
+    Args:
+        model: A backbone or classifier from :mod:`transferkit.models.factory`: base layers,
+            then head layers (named as :data:`~transferkit.models.head.HEAD_PREFIXES` says).
+        source: A :class:`PretrainedWeights` record (its file comes from :func:`resolve_file`)
+            or the path of a weights file.
 
     Raises:
-        WeightsError: missing file, unknown format, or a layer whose weights do not fit.
+        WeightsError: a missing, unreadable or unknown file, or one that does not fit; the
+            one-line message names the first layer that does not.
     """
-    p = Path(path)
-    if not p.is_file():
-        raise WeightsError(
-            f"weights file {str(p)!r} does not exist; pass an existing .keras, .weights.h5 or .h5 "
-            "file, or a pretrained tag such as 'imagenet'"
-        )
-    if p.suffix == ".keras":
-        source = keras.saving.load_model(p, compile=False)
-        _copy_by_name(source, model, p)
-        return
-    if p.suffix not in (".h5", ".hdf5"):
-        raise WeightsError(
-            f"weights file {str(p)!r} has an unknown format; use .keras, .weights.h5 or .h5"
-        )
-    try:
-        model.load_weights(str(p))
-    except ValueError as err:
-        first = _first_mismatch_hint(str(err))
-        raise WeightsError(f"{p} does not fit {model.name}: {first}") from None
-
-
-def _first_mismatch_hint(message: str) -> str:
-    return message.strip().splitlines()[0] if message.strip() else "layer structure differs"
-
-
-def _copy_by_name(source: keras.Model, target: keras.Model, path: Path) -> None:
-    """Copies weights layer by layer; the first layer that does not fit is named in the error."""
-    src = {layer.name: layer for layer in source.layers}
-    for layer in target.layers:
-        if not layer.weights:
-            continue
-        other = src.get(layer.name)
-        if other is None:
+    if isinstance(source, PretrainedWeights):
+        path = resolve_file(source)
+    else:
+        path = Path(source)
+        if not path.is_file():
             raise WeightsError(
-                f"{path} does not fit {target.name}: it has no layer {layer.name!r}"
+                f"weights file {str(path)!r} does not exist; pass an existing {FILE_FORMATS} "
+                "file, or a pretrained tag such as 'imagenet'"
             )
-        mine = [tuple(w.shape) for w in layer.weights]
-        theirs = [tuple(w.shape) for w in other.weights]
-        if mine != theirs:
-            raise WeightsError(
-                f"{path} does not fit {target.name}: layer {layer.name!r} has weights of shapes "
-                f"{theirs} in the file but {mine} in the model"
-            )
-        layer.set_weights(other.get_weights())
+    _assign(model, _read(path), str(path))
 
 
-def copy_weights_by_order(source: keras.Model, target: keras.Model, skip: tuple[str, ...] = ()) -> None:
+def copy_weights_by_order(source: keras.Model, target: keras.Model) -> None:
     """Copies the weights of ``source`` into ``target``, weighted layer by weighted layer in order.
 
     This is how an independent implementation (``keras.applications``) and ours are shown to be
-    the same network: same weighted layers, same order, same shapes.
-
-    Args:
-        source: The model to copy from.
-        target: The model to copy into.
-        skip: Layer classes (by name) of ``source`` to leave out, e.g. ``("Normalization",)``.
+    the same network: same weighted layers, same order, same shapes. The pairing is
+    :func:`load_into`'s for a legacy ``.h5`` file.
 
     Raises:
-        WeightsError: different numbers of weighted layers, or the first pair whose shapes differ.
+        WeightsError: the first pair of layers whose weights differ in number or shape.
     """
-    src = [l for l in source.layers if l.weights and type(l).__name__ not in skip]
-    dst = [l for l in target.layers if l.weights]
-    if len(src) != len(dst):
-        raise WeightsError(
-            f"{source.name} has {len(src)} weighted layers, {target.name} has {len(dst)}"
-        )
-    for a, b in zip(src, dst):
-        shapes_a = [tuple(w.shape) for w in a.weights]
-        shapes_b = [tuple(w.shape) for w in b.weights]
-        if shapes_a != shapes_b:
+    layers = tuple((l.name, tuple(l.get_weights())) for l in source.layers if l.weights)
+    _assign(target, _Saved(layers, by_name=False), source.name)
+
+
+def _read(path: Path) -> _Saved:
+    """The weighted layers of a ``.keras``, ``.weights.h5`` or legacy ``.h5`` file."""
+    if path.suffix == ".keras":
+        try:
+            source = keras.saving.load_model(path, compile=False)
+        except Exception as err:  # noqa: BLE001 - any unreadable archive ends the same way
             raise WeightsError(
-                f"layer {a.name!r} of {source.name} has weights {shapes_a}, but layer {b.name!r} "
-                f"of {target.name} has {shapes_b}"
+                f"cannot read {path} as a .keras model: {_first_line(err)}"
+            ) from None
+        layers = tuple((l.name, tuple(l.get_weights())) for l in source.layers if l.weights)
+        return _Saved(layers, by_name=True)
+    if path.suffix not in (".h5", ".hdf5"):
+        raise WeightsError(f"weights file {str(path)!r} has an unknown format; use {FILE_FORMATS}")
+    import h5py
+
+    try:
+        f = h5py.File(path, "r")
+    except OSError as err:
+        raise WeightsError(f"cannot read {path} as HDF5: {_first_line(err)}") from None
+    with f:
+        group = f["model_weights"] if "model_weights" in f else f
+        if "layer_names" in group.attrs:
+            return _read_legacy_h5(group)
+        if isinstance(f.get("layers"), h5py.Group):
+            return _read_keras_h5(f["layers"], path)
+    raise WeightsError(
+        f"{path} holds no Keras weights (neither the legacy .h5 nor the .weights.h5 layout)"
+    )
+
+
+def _text(value: Any) -> str:
+    return value.decode("utf8") if isinstance(value, bytes) else str(value)
+
+
+def _read_legacy_h5(group: Any) -> _Saved:
+    """Weighted layers of a legacy Keras HDF5 weights (or model) file, in saved order."""
+    layers = []
+    for name in map(_text, group.attrs["layer_names"]):
+        weight_names = [_text(w) for w in group[name].attrs.get("weight_names", [])]
+        if weight_names:
+            layers.append((name, tuple(np.asarray(group[name][w]) for w in weight_names)))
+    return _Saved(tuple(layers), by_name=False)
+
+
+def _read_keras_h5(group: Any, path: Path) -> _Saved:
+    """Weighted layers of a Keras 3 weights file, by the layer names Keras stores with them."""
+    layers = []
+    for key in group:
+        variables = group[key].get("vars")
+        if variables is None or not len(variables):
+            continue
+        if "name" not in variables.attrs:
+            raise WeightsError(
+                f"{path} stores no layer names (an older Keras wrote it); load it with "
+                "model.load_weights into the model it was saved from and save it again"
             )
-        b.set_weights(a.get_weights())
+        arrays = tuple(np.asarray(variables[str(i)]) for i in range(len(variables)))
+        layers.append((_text(variables.attrs["name"]), arrays))
+    return _Saved(tuple(layers), by_name=True)
+
+
+def _first_line(err: BaseException) -> str:
+    return str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+
+
+def _is_top(name: str) -> bool:
+    """True for the name of a classifier layer: our head's or a keras.applications top's."""
+    return name.startswith(HEAD_PREFIXES) or name in KERAS_TOP_LAYERS
+
+
+def _assign(model: keras.Model, saved: _Saved, where: str) -> None:
+    """Pairs ``saved`` with ``model``'s weighted layers (see :func:`load_into`), then assigns."""
+    weighted = [layer for layer in model.layers if layer.weights]
+    base = [layer for layer in weighted if not is_head_layer(layer)]
+    head = [layer for layer in weighted if is_head_layer(layer)]
+    misfit = f"{where} does not fit {model.name}"
+    if saved.by_name:
+        plan = _pair_by_name(saved, base, head, misfit)
+    else:
+        plan = _pair_by_order(saved, base, head, misfit)
+    for layer, values in plan:
+        layer.set_weights(values)
+
+
+def _pair_by_order(saved: _Saved, base: list[Any], head: list[Any], misfit: str) -> _Plan:
+    if len(saved.layers) < len(base):
+        raise WeightsError(
+            f"{misfit}: it has {len(saved.layers)} weighted layers, the base has {len(base)} "
+            f"(none in the file for {base[len(saved.layers)].name!r})"
+        )
+    plan = [_fit(name, arrays, layer, misfit) for (name, arrays), layer in zip(saved.layers, base)]
+    top = saved.layers[len(base) :]
+    if not top:
+        return plan
+    names = [name for name, _ in top]
+    if not head:
+        stray = next((name for name in names if not _is_top(name)), None)
+        if stray is not None:
+            raise WeightsError(
+                f"{misfit}: after the base's {len(base)} weighted layers it has {stray!r}, which "
+                "is not a classifier layer"
+            )
+        return plan
+    if len(top) != len(head):
+        raise WeightsError(
+            f"{misfit}: its top has the weighted layers {names}, the model's head "
+            f"{[layer.name for layer in head]}; build the head the file has, or pass a "
+            "headless file"
+        )
+    return plan + _fit_head(list(zip(top, head)), misfit)
+
+
+def _pair_by_name(saved: _Saved, base: list[Any], head: list[Any], misfit: str) -> _Plan:
+    found = dict(saved.layers)
+    ours = {layer.name for layer in base + head}
+    stray = min((n for n, _ in saved.layers if n not in ours and not _is_top(n)), default=None)
+    if stray is not None:
+        raise WeightsError(f"{misfit}: it has a layer {stray!r}, which the model does not have")
+    missing = next((layer.name for layer in base if layer.name not in found), None)
+    if missing is not None:
+        raise WeightsError(f"{misfit}: it has no layer {missing!r}")
+    plan = [_fit(layer.name, found[layer.name], layer, misfit) for layer in base]
+    pairs = [((layer.name, found[layer.name]), layer) for layer in head if layer.name in found]
+    return plan + _fit_head(pairs, misfit)
+
+
+def _fit_head(pairs: list[tuple[tuple[str, Any], Any]], misfit: str) -> _Plan:
+    """The file's top into the model's head; a ``predictions`` layer for other classes stays new."""
+    plan = []
+    for (name, arrays), layer in pairs:
+        if layer.name.endswith("predictions") and _only_classes_differ(arrays, layer):
+            continue
+        plan.append(_fit(name, arrays, layer, misfit))
+    return plan
+
+
+def _squeezed(array: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
+    """``array`` without the leading 1-axes a 1x1 convolution has and a Dense does not."""
+    extra = array.ndim - len(shape)
+    if extra > 0 and all(d == 1 for d in array.shape[:extra]):
+        return array.reshape(array.shape[extra:])
+    return array
+
+
+def _only_classes_differ(arrays: tuple[np.ndarray, ...], layer: Any) -> bool:
+    shapes = [tuple(w.shape) for w in layer.weights]
+    if len(arrays) != len(shapes):
+        return False
+    squeezed = [_squeezed(a, s).shape for a, s in zip(arrays, shapes)]
+    return all(a[:-1] == s[:-1] for a, s in zip(squeezed, shapes)) and squeezed != shapes
+
+
+def _fit(
+    name: str, arrays: tuple[np.ndarray, ...], layer: Any, misfit: str
+) -> tuple[Any, list[np.ndarray]]:
+    """``(layer, values)`` if the saved ``arrays`` fit ``layer``, else the one-line error."""
+    shapes = [tuple(w.shape) for w in layer.weights]
+    values = [_squeezed(a, s) for a, s in zip(arrays, shapes)]
+    if len(arrays) != len(shapes) or [v.shape for v in values] != shapes:
+        ours = "" if name == layer.name else f" (ours: {layer.name!r})"
+        raise WeightsError(
+            f"{misfit}: layer {name!r}{ours} has weights {[a.shape for a in arrays]} in the file "
+            f"but {shapes} in the model"
+        )
+    return layer, values
 
 
 # --- The published classifier tops --------------------------------------------------------------
@@ -286,48 +446,3 @@ def top_record(model: str, tag: str = "imagenet") -> Any:
         bundled=False,
         sha256=None,
     )
-
-
-def _h5_layers(path: Path) -> list[tuple[str, list[np.ndarray]]]:
-    """Weighted layers of a legacy Keras HDF5 weights (or model) file, in saved order."""
-    import h5py
-
-    def text(value: Any) -> str:
-        return value.decode("utf8") if isinstance(value, bytes) else str(value)
-
-    with h5py.File(path, "r") as f:
-        group = f["model_weights"] if "model_weights" in f else f
-        layers = []
-        for name in map(text, group.attrs["layer_names"]):
-            weight_names = [text(w) for w in group[name].attrs.get("weight_names", [])]
-            if weight_names:
-                layers.append((name, [np.asarray(group[name][w]) for w in weight_names]))
-    return layers
-
-
-def load_top_file(model: keras.Model, path: str | os.PathLike[str]) -> None:
-    """Loads a keras.applications ``include_top`` file into a model with the shared head.
-
-    Weighted layers pair up in order (as Keras loads legacy files); a kernel whose shape differs
-    only by 1x1 spatial axes (a ``Conv2D`` classifier into the ``predictions`` Dense) is reshaped.
-
-    Raises:
-        WeightsError: the file does not fit; names the first layer that does not.
-    """
-    saved = _h5_layers(Path(path))
-    mine = [layer for layer in model.layers if layer.weights]
-    if len(saved) != len(mine):
-        raise WeightsError(f"{path} has {len(saved)} weighted layers, {model.name} has {len(mine)}")
-    for (name, arrays), layer in zip(saved, mine):
-        shapes = [tuple(w.shape) for w in layer.weights]
-        values = []
-        for array, shape in zip(arrays, shapes):
-            if array.shape != shape and array.size == int(np.prod(shape)) and array.shape[-1:] == shape[-1:]:
-                array = array.reshape(shape)
-            values.append(array)
-        if len(values) != len(shapes) or [v.shape for v in values] != shapes:
-            raise WeightsError(
-                f"{path} does not fit {model.name}: layer {name!r} of the file has weights "
-                f"{[a.shape for a in arrays]} but layer {layer.name!r} has {shapes}"
-            )
-        layer.set_weights(values)
