@@ -548,7 +548,8 @@ def tune(
         # The chief holds the oracle and may be gone already: a worker asks it nothing more.
         return TuneResult(None, {}, None)
     trials = _trials(search, info.name)
-    best_trial = search.oracle.get_best_trials(1)
+    # keras-tuner fills the list with unfinished or failed trials when too few completed.
+    best_trial = [t for t in search.oracle.get_best_trials(1) if t.status == "COMPLETED"]
     if not best_trial:
         raise ConfigError(f"no trial completed (see {work}); check the space and the data")
     best_hp = _space_values(best_trial[0].hyperparameters.values)
