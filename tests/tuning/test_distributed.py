@@ -94,5 +94,5 @@ def test_chief_and_worker_search_on_localhost(tiny_data: Path, tmp_path: Path) -
     trials = json.loads((out / "trials.json").read_text())
     assert len(trials) == 1 and trials[0]["status"] == "COMPLETED"
     best = json.loads((out / "best_hyperparameters.json").read_text())
-    assert best == trials[0]["hyperparameters"] and set(best) == {"dropout", "lr"}
+    assert best == trials[0]["hyperparameters"] and set(best) == {"dropout", "hidden_units", "lr"}
     assert (out / "model.keras").is_file()

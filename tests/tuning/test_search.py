@@ -96,3 +96,15 @@ def test_resume_with_nothing_saved_is_refused(tiny_data: Path, tmp_path: Path) -
     with pytest.raises(ConfigError, match="nothing to resume"):
         tuning.tune("wrn_10_1", tiny_data, SPACE, max_trials=1, out=tmp_path / "none", resume=True, **OPTIONS)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_search_whose_every_trial_failed_writes_no_run(
+    tiny_data: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def fit(self: Any, hp: Any, model: Any, *args: Any, **kwargs: Any) -> Any:
+        raise ValueError("broken trial")
+
+    monkeypatch.setattr(tuning.TransferHyperModel, "fit", fit)
+    with pytest.raises(ConfigError, match="no trial completed"):
+        tuning.tune("wrn_10_1", tiny_data, SPACE, max_trials=2, out=tmp_path / "run", **OPTIONS)
+    assert not (tmp_path / "run").exists()

@@ -37,7 +37,7 @@ def test_default_presets_per_family_are_valid(base: str, keys: set) -> None:
 
 def test_head_preset_fits_any_family_and_pretrained_weights() -> None:
     space = tuning.preset_space("head", "vgg16")
-    assert set(space) == {"dropout", "lr"}
+    assert set(space) == {"dropout", "hidden_units", "lr"}
     tuning.check_space("mobilenet_v1_025", space, weights="imagenet")
 
 

@@ -32,7 +32,8 @@ def add_commands(sub: Any) -> None:
     space.add_argument(
         "--space-preset", default=None, metavar="NAME",
         help="'default' (the family's space: WRN depth/width/dropout, CIFAR ResNet depth, MobileNet "
-        "alpha/dropout; used when no --space) or 'head' (head dropout and lr, any model)",
+        "alpha/dropout; used when no --space) or 'head' (head dropout, hidden layer and lr, any "
+        "model; with --weights the base is frozen and its features computed once per search)",
     )
     p.add_argument("--max-trials", type=int, default=10, help="number of trials (default 10)")
     p.add_argument("--epochs", type=int, default=10, help="epochs per trial (Hyperband: max epochs; default 10)")
@@ -48,7 +49,16 @@ def add_commands(sub: Any) -> None:
     p.add_argument("--lr", type=float, default=1e-3, help="learning rate unless the space tunes lr (default 1e-3)")
     p.add_argument("--val-split", type=float, default=0.2)
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--no-augment", dest="augment", action="store_false", help="no random flip/rotation/zoom")
+    p.add_argument(
+        "--no-augment", dest="augment", action="store_const", const=False, default=None,
+        help="no random flip/rotation/zoom (the default with --weights, where the frozen base's "
+        "features are then computed once per search; --augment SPEC turns it on)",
+    )
+    p.add_argument(
+        "--feature-cache", choices=("disk", "memory", "none"), default="disk",
+        help="where a frozen base's features are kept (default disk, reused by later searches and extract runs)",
+    )
+    p.add_argument("--feature-cache-dir", default=None, help="folder of the disk feature cache (default ~/.cache/transferkit/features)")
     p.add_argument(
         "--distribute", choices=("mirrored",), default=None,
         help="train every trial under tf.distribute.MirroredStrategy (all GPUs); chief/worker "
@@ -84,6 +94,8 @@ def run_tune(args: argparse.Namespace) -> int:
             lr=args.lr,
             val_split=args.val_split,
             augment=args.augment,
+            feature_cache=args.feature_cache,
+            feature_cache_dir=args.feature_cache_dir,
             data_options=data_options_from_args(args),
             distribute=args.distribute,
             executions_per_trial=args.executions_per_trial,

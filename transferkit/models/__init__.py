@@ -16,6 +16,7 @@ from transferkit.models import vgg  # noqa: F401
 from transferkit.models import wide_resnet  # noqa: F401
 from transferkit.models import densenet  # noqa: F401
 from transferkit.models.factory import (
+    base_of,
     build_model,
     checked_image_size,
     create_backbone,
@@ -28,6 +29,7 @@ from transferkit.models.registry import ModelInfo, get_model_info, list_models
 
 __all__ = [
     "ModelInfo",
+    "base_of",
     "build_model",
     "checked_image_size",
     "classification_head",

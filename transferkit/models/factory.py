@@ -5,9 +5,9 @@ Every command, the tuner, the recipes and the Python API build models here.
 :func:`create_backbone` wraps a registered builder as ``raw 0-255 image -> Preprocess -> feature
 map``; :func:`create_model` puts the one shared head (:mod:`transferkit.models.head`) on top;
 :func:`build_model` is what training uses (a new head on a base from random init, a pretrained
-tag or a file, for RGB or grey images); :func:`pretrained_classifier` is the published classifier
-unchanged. Each builds its model first, then loads its weights through the one weights road,
-:func:`transferkit.models.weights.load_into`.
+tag or a file, for RGB or grey images, or on the base of an earlier model, :func:`base_of`);
+:func:`pretrained_classifier` is the published classifier unchanged. Each builds its model first,
+then loads its weights through the one weights road, :func:`transferkit.models.weights.load_into`.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ import keras
 
 from transferkit.errors import ConfigError, WeightsError
 from transferkit.models import weights as weights_lib
-from transferkit.models.head import classification_head, is_head_layer
+from transferkit.models.head import POOL_LAYERS, classification_head, is_head_layer
 from transferkit.models.layers import PREPROCESSING_MODES, Preprocess
 from transferkit.models.registry import ModelInfo, check_input_shape, get_model_info
 
@@ -122,6 +122,7 @@ def create_model(
     dropout: float | None = None,
     activation: str | None = "softmax",
     aux_outputs: bool = False,
+    backbone: keras.Model | None = None,
     **overrides: Any,
 ) -> keras.Model:
     """Builds a classifier: the named backbone under the one shared head.
@@ -140,6 +141,8 @@ def create_model(
         dropout: Dropout rate before ``predictions`` (and after each hidden layer).
         activation: Activation of ``predictions`` (``"softmax"``, ``"sigmoid"``, ``None``).
         aux_outputs: Add training-time auxiliary classifiers where the family has them.
+        backbone: A backbone of ``name`` built before (:func:`create_backbone`, :func:`base_of`)
+            to put the head on instead of building one; its layers are shared, weights included.
         **overrides: Builder arguments (see the family's docstring).
     """
     info = get_model_info(name)
@@ -148,7 +151,13 @@ def create_model(
     if not isinstance(num_classes, int) or num_classes < 1:
         raise ConfigError(f"num_classes must be a positive integer, got {num_classes!r}")
     source = _weights_source(info, weights)
-    backbone = _backbone(info, source, input_shape, overrides)
+    if backbone is None:
+        backbone = _backbone(info, source, input_shape, overrides)
+    elif backbone.name != info.name or weights is not None or overrides:
+        raise ConfigError(
+            f"a shared backbone comes with its architecture and weights: got {backbone.name}'s "
+            f"for {info.name}, with weights {weights!r} and overrides {sorted(overrides)}"
+        )
     head = dict(info.head({**info.kwargs, **overrides}) if callable(info.head) else info.head)
     for key, value in (("pooling", pooling), ("hidden_units", hidden_units), ("dropout", dropout)):
         if value is not None:
@@ -170,6 +179,8 @@ def build_model(
     weights: Weights = None,
     image_size: int | None = None,
     channels: int | None = None,
+    *,
+    backbone: keras.Model | None = None,
     **head: Any,
 ) -> keras.Model:
     """A classifier with a new head on a base from random init, a pretrained tag or a file.
@@ -184,13 +195,25 @@ def build_model(
         weights: None, a tag (``"imagenet"``) or a path.
         image_size: Square input side; the variant's default when None.
         channels: 3 (RGB) or 1 (grey); the variant's default when None.
-        **head: ``pooling``, ``hidden_units``, ``dropout`` of the shared head.
+        backbone: The base of a model this function built before for the same ``base``,
+            ``weights``, size and channels (:func:`base_of`): the new head goes on it, its
+            layers shared rather than built and loaded again. For a base that stays frozen,
+            such as the trials of a head search; training it trains every model sharing it.
+        **head: ``pooling``, ``hidden_units``, ``dropout`` of the shared head; with
+            ``weights=None`` also builder arguments of the family (``alpha=0.5``).
     """
     info = get_model_info(base)
     size = image_size or info.input_shape[0]
     channels = channels or info.input_shape[2]
     if channels not in (1, 3):
         raise ConfigError(f"channels must be 1 or 3, got {channels}")
+    if backbone is not None:
+        if tuple(backbone.input_shape[1:]) != (size, size, channels):
+            raise ConfigError(
+                f"the shared backbone takes {tuple(backbone.input_shape[1:])} images, not "
+                f"{(size, size, channels)}"
+            )
+        return create_model(base, num_classes, None, (size, size, channels), backbone=backbone, **head)
     if channels == 1 and info.input_shape[2] == 3 and weights is not None:
         rgb = build_model(base, num_classes, weights, size, 3, **head)
         mode = rgb.get_layer("preprocess").mode
@@ -204,6 +227,15 @@ def build_model(
         adapt_input_channels(rgb, grey)
         return grey
     return create_model(base, num_classes, weights, (size, size, channels), **head)
+
+
+def base_of(model: keras.Model) -> keras.Model:
+    """The backbone of a classifier built here: image in, the feature map its head pools out;
+    it shares its layers with ``model`` (see ``build_model(backbone=...)``)."""
+    for layer in model.layers:
+        if layer.name in POOL_LAYERS:
+            return keras.Model(model.input, layer.input, name=model.name)
+    raise ConfigError(f"{model.name} has no shared head (no {' or '.join(POOL_LAYERS)} layer) to cut it at")
 
 
 def set_preprocessing(model: keras.Model, mode: str) -> None:

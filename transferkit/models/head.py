@@ -12,6 +12,8 @@ from transferkit.errors import ConfigError
 POOLINGS = ("avg", "max", "flatten")
 HEAD_PREFIXES = ("head_", "predictions", "aux")
 """Layer names that belong to a head (the rest of a model is its base)."""
+POOL_LAYERS = ("head_pool", "head_flatten")
+"""Names of the head's first layer, which turns the base's feature map into one vector."""
 
 
 def is_head_layer(layer: keras.layers.Layer) -> bool:

@@ -9,7 +9,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import keras
-import numpy as np
 
 from transferkit.data.options import DataOptions
 from transferkit.errors import ConfigError
@@ -17,9 +16,9 @@ from transferkit.runs.folder import check_out_dir, default_out, history_rows, wr
 from transferkit.transfer.features import (
     FEATURE_CACHES,
     FeatureStore,
-    dataset_features,
+    data_features,
     extractor_key,
-    file_features,
+    feature_datasets,
     weights_identity,
 )
 
@@ -92,8 +91,6 @@ def train_extract(config: ExtractConfig, verbose: int = 1) -> ExtractResult:
     Raises:
         ConfigError, DataError, WeightsError: as one-line user errors.
     """
-    import tensorflow as tf
-
     from transferkit.data import load_data
     from transferkit.models import build_model, checked_image_size
     from transferkit.transfer import freeze, split_head
@@ -143,36 +140,23 @@ def train_extract(config: ExtractConfig, verbose: int = 1) -> ExtractResult:
         val_loss, val_acc = model.evaluate(data.val, verbose=0)
         return ExtractResult(model, float(val_acc), float(val_loss), history_rows(h, "head", 0), data, 0, 0)
 
+    store = FeatureStore(
+        extractor_key(extractor, weights_identity(config.base, config.weights, config.seed)),
+        config.feature_cache, config.feature_cache_dir,
+    )
+    feats = data_features(extractor, data, store, config.batch_size, channels)
+    if feats.undecodable:
+        log(f"transferkit: skipped {len(feats.undecodable)} files that cannot be decoded (e.g. {feats.undecodable[0]})")
+    computed, cached = feats.computed, feats.cached
     if from_files:
-        store = FeatureStore(
-            extractor_key(extractor, weights_identity(config.base, config.weights, config.seed)),
-            config.feature_cache, config.feature_cache_dir,
-        )
-        feats, ok, computed = file_features(extractor, list(data.files), size, store, config.batch_size, channels)
-        labels = np.asarray(data.labels, np.int32)
-        splits = np.asarray(data.splits)
-        if not ok.all():
-            bad = [f for f, good in zip(data.files, ok) if not good]
-            log(f"transferkit: skipped {len(bad)} files that cannot be decoded (e.g. {bad[0]})")
-        parts = {s: (feats[(splits == s) & ok], labels[(splits == s) & ok]) for s in ("train", "val")}
-        cached = int(ok.sum()) - computed
         where = {"disk": f"on disk ({store.path})", "memory": "in memory", "none": "nowhere (--feature-cache none)"}[config.feature_cache]
         log(f"transferkit: features of {computed} images computed, {cached} read from the cache; cached {where}")
     else:
-        parts = {"train": dataset_features(extractor, data.train, channels),
-                 "val": dataset_features(extractor, data.val, channels)}
-        computed, cached = sum(len(p[1]) for p in parts.values()), 0
         log(f"transferkit: features of {computed} images computed (kept in memory for this run)")
-    for split in ("train", "val"):
-        if not len(parts[split][1]):
+    for split, part in (("train", feats.train), ("val", feats.val)):
+        if not len(part[1]):
             raise ConfigError(f"no {split} image left after decoding; check the data with `transferkit doctor`")
-    x_train, y_train = parts["train"]
-    train_ds = (
-        tf.data.Dataset.from_tensor_slices((x_train, y_train))
-        .shuffle(len(y_train), seed=config.seed, reshuffle_each_iteration=True)
-        .batch(config.batch_size)
-    )
-    val_ds = tf.data.Dataset.from_tensor_slices(parts["val"]).batch(max(config.batch_size, 256))
+    train_ds, val_ds = feature_datasets(feats, config.batch_size, config.seed)
     head.compile(optimizer=keras.optimizers.Adam(config.lr), **compile_args)
     h = head.fit(train_ds, validation_data=val_ds, epochs=config.epochs, verbose=verbose, class_weight=data.class_weight)
     val_loss, val_acc = head.evaluate(val_ds, verbose=0)

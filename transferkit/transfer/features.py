@@ -18,6 +18,7 @@ import hashlib
 import json
 import os
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -165,6 +166,63 @@ def dataset_features(extractor: keras.Model, dataset: Any, channels: int = 3) ->
         feats.append(np.asarray(run(images), np.float32).reshape(len(y), -1))
         labels.append(np.asarray(y))
     return np.concatenate(feats), np.concatenate(labels)
+
+
+@dataclass
+class DataFeatures:
+    """A frozen extractor's features of a dataset's training and validation images.
+
+    Attributes:
+        train, val: ``(features, labels)``, one row per usable image.
+        computed: Images the extractor ran over; the rest were read back from the store.
+        cached: Images read back from the store.
+        undecodable: Files left out because they could not be decoded.
+    """
+
+    train: tuple[np.ndarray, np.ndarray]
+    val: tuple[np.ndarray, np.ndarray]
+    computed: int
+    cached: int = 0
+    undecodable: tuple[str, ...] = ()
+
+
+def data_features(
+    extractor: keras.Model, data: Any, store: FeatureStore, batch_size: int = 32, channels: int = 3
+) -> DataFeatures:
+    """Features of the training and validation images of a :class:`~transferkit.data.DataBundle`.
+
+    Image files go through :func:`file_features` (only files ``store`` lacks are computed, the
+    rest read back); a tensorflow-datasets source has no files to key on, so its ``train`` and
+    ``val`` pipelines (which must not be augmented) are run once and kept in memory only.
+    """
+    from transferkit.data.tfds_source import is_tfds
+
+    if data.files and not is_tfds(data.files[0]):
+        used = [i for i, s in enumerate(data.splits) if s in ("train", "val")]
+        files = [data.files[i] for i in used]
+        size = int(extractor.input_shape[1])
+        feats, ok, computed = file_features(extractor, files, size, store, batch_size, channels)
+        labels = np.asarray([data.labels[i] for i in used], np.int32)
+        splits = np.asarray([data.splits[i] for i in used])
+        train, val = ((feats[(splits == s) & ok], labels[(splits == s) & ok]) for s in ("train", "val"))
+        bad = tuple(f for f, good in zip(files, ok) if not good)
+        return DataFeatures(train, val, computed, int(ok.sum()) - computed, bad)
+    train = dataset_features(extractor, data.train, channels)
+    val = dataset_features(extractor, data.val, channels)
+    return DataFeatures(train, val, len(train[1]) + len(val[1]))
+
+
+def feature_datasets(
+    features: DataFeatures, batch_size: int, seed: int = 0
+) -> tuple[Any, Any]:
+    """``(train, val)`` tf.data datasets of cached features: training reshuffled every epoch
+    (seeded), both batched."""
+    import tensorflow as tf
+
+    x, y = features.train
+    train = tf.data.Dataset.from_tensor_slices((x, y)).shuffle(len(y), seed=seed, reshuffle_each_iteration=True)
+    val = tf.data.Dataset.from_tensor_slices(features.val)
+    return train.batch(batch_size), val.batch(max(batch_size, 256))
 
 
 # --- Frozen-prefix cache for fine-tuning ----------------------------------------------------------

@@ -20,7 +20,7 @@ from typing import Any
 import keras
 
 from transferkit.errors import ConfigError
-from transferkit.models.head import is_head_layer
+from transferkit.models.head import POOL_LAYERS, is_head_layer
 
 _BLOCK = re.compile(r"^(stage\d+_block\d+)_")
 
@@ -264,7 +264,7 @@ def frozen_prefix(model: keras.Model) -> tuple[keras.Model, keras.Model] | None:
 
 
 def _pool_layer(model: keras.Model) -> keras.layers.Layer:
-    for name in ("head_pool", "head_flatten"):
+    for name in POOL_LAYERS:
         try:
             return model.get_layer(name)
         except ValueError:

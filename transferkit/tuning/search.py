@@ -2,8 +2,13 @@
 (:mod:`transferkit.tuning.space`).
 
 keras-tuner does the searching, the bookkeeping and the resuming; :class:`TransferHyperModel`
-only turns sampled values into a compiled model, and :func:`tune` wires data, run folder and
-distribution around ``tuner.search``.
+only turns sampled values into a compiled model (through the one factory and the one freeze),
+and :func:`tune` wires data, run folder and distribution around ``tuner.search``.
+
+With pretrained or file weights the base is frozen and only the head trains. Its output for an
+image then never changes, so unless the training images are augmented the base runs over them
+once per search (:class:`SearchFeatures`, through the feature cache of
+:mod:`transferkit.transfer.features`) and every trial trains only the head on those features.
 """
 
 from __future__ import annotations
@@ -12,7 +17,9 @@ import importlib.util
 import json
 import os
 import shutil
+import sys
 import warnings
+import weakref
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,9 +30,10 @@ import keras_tuner
 
 from transferkit import transfer
 from transferkit.errors import ConfigError
-from transferkit.models import checked_image_size, create_model, get_model_info
+from transferkit.models import base_of, build_model, checked_image_size, get_model_info
 from transferkit.runs import distribute as distribute_lib
 from transferkit.runs import folder as run_folder
+from transferkit.transfer import features
 from transferkit.tuning.space import (
     BASE_KEY,
     DISTRIBUTIONS,
@@ -38,8 +46,86 @@ from transferkit.tuning.space import (
 )
 
 
+LOSS = "sparse_categorical_crossentropy"
+
+
+class SearchFeatures:
+    """The frozen base's features of a search's training and validation images, for every trial.
+
+    They are computed once per extractor (one per ``base`` and ``pooling`` the space can choose,
+    since both change the features) and kept in memory for the search; on disk they go through
+    the feature cache of :mod:`transferkit.transfer.features` (keyed by extractor, weights and
+    each file's contents), so a later search, or an ``extract`` run, over the same files
+    computes none.
+
+    Args:
+        data: The search's :class:`~transferkit.data.DataBundle`; its training images must not be
+            augmented.
+        weights: The pretrained tag or weights file of the bases.
+        batch_size: Batch size of the feature pass and of head training.
+        seed: Seed of the shuffling of the training features.
+        cache: ``disk``, ``memory`` (this process only) or ``none`` (this search only).
+        folder: Folder of the disk cache (:func:`~transferkit.transfer.features.default_cache_dir`
+            when None).
+        log: Called with one-line progress messages.
+    """
+
+    def __init__(
+        self,
+        data: Any,
+        weights: str,
+        batch_size: int = 32,
+        seed: int = 0,
+        cache: str = "disk",
+        folder: str | os.PathLike[str] | None = None,
+        log: Any = None,
+    ) -> None:
+        if cache not in features.FEATURE_CACHES:
+            raise ConfigError(f"feature cache must be one of {', '.join(features.FEATURE_CACHES)}, got {cache!r}")
+        self.data, self.weights, self.batch_size, self.seed = data, weights, batch_size, seed
+        self.cache, self.folder = cache, folder
+        self.log = log or (lambda msg: None)
+        self.computed = 0
+        self.cached = 0
+        self._datasets: dict[str, tuple[Any, Any]] = {}
+
+    def datasets(self, base: str, extractor: keras.Model) -> tuple[Any, Any]:
+        """``(train, val)`` batches of ``(features, label)`` of ``extractor``, the frozen part of a
+        ``base`` classifier (see :func:`transferkit.transfer.split_head`)."""
+        key = features.extractor_key(extractor, features.weights_identity(base, self.weights, self.seed))
+        if key not in self._datasets:
+            store = features.FeatureStore(key, self.cache, self.folder)
+            got = features.data_features(extractor, self.data, store, self.batch_size, extractor.input_shape[-1])
+            if got.undecodable:
+                self.log(f"transferkit: skipped {len(got.undecodable)} files that cannot be decoded (e.g. {got.undecodable[0]})")
+            for split, (_, labels) in (("train", got.train), ("val", got.val)):
+                if not len(labels):
+                    raise ConfigError(f"no {split} image left after decoding; check the data with `transferkit doctor`")
+            where = f"on disk in {store.path.parent}" if store.path is not None else f"in memory ({self.cache})"
+            self.log(
+                f"transferkit: {base} features of {got.computed} images computed, {got.cached} read "
+                f"from the feature cache ({where}); every trial trains only the head on them"
+            )
+            self.computed += got.computed
+            self.cached += got.cached
+            self._datasets[key] = features.feature_datasets(got, self.batch_size, self.seed)
+        return self._datasets[key]
+
+
 class TransferHyperModel(keras_tuner.HyperModel):
-    """Builds and compiles ``create_model(...)`` from a search space given as data.
+    """Builds and compiles a classifier from a search space given as data.
+
+    Every trial's classifier comes from :func:`transferkit.models.build_model` (the weights tag
+    or file, the head arguments) and, with weights, goes through
+    :func:`transferkit.transfer.freeze`: the whole base is frozen, BatchNormalization in
+    inference mode, and only the head trains; the trials share that base, built and loaded
+    once. Without weights every layer trains, each trial from its own initialisation.
+
+    Given ``features``, the trials tune the head alone: :meth:`build` returns the classifier's
+    head (:func:`transferkit.transfer.split_head`, ``features -> probabilities``, sharing its
+    layers with the classifier) and :meth:`fit` trains it on the frozen base's features, computed
+    once per search. keras-tuner's checkpoints then hold only the head; :meth:`classifier` gives
+    the image-in classifier a head belongs to, trained with it.
 
     Args:
         base: Registry name the space's architecture keys apply to.
@@ -49,6 +135,7 @@ class TransferHyperModel(keras_tuner.HyperModel):
         weights: Weights of every trial's model (``None``, a pretrained tag or a file).
         optimizer: Optimizer when the space does not choose one.
         lr: Learning rate when the space does not tune one.
+        features: The frozen base's features (weights required); None trains on the images.
     """
 
     def __init__(
@@ -60,8 +147,12 @@ class TransferHyperModel(keras_tuner.HyperModel):
         weights: str | None = None,
         optimizer: str = "adam",
         lr: float = 1e-3,
+        *,
+        features: SearchFeatures | None = None,
     ) -> None:
         super().__init__(name=f"transferkit_{base}")
+        if features is not None and weights is None:
+            raise ConfigError("cached features need a frozen base: give pretrained weights or a weights file")
         self.base = base
         self.num_classes = num_classes
         self.space = dict(space)
@@ -69,21 +160,60 @@ class TransferHyperModel(keras_tuner.HyperModel):
         self.weights = weights
         self.optimizer = optimizer
         self.lr = lr
+        self.features = features
+        self._backbones: dict[str, keras.Model] = {}
+        # head -> (classifier, extractor) it was split from; gone with the head
+        self._parts: weakref.WeakKeyDictionary[keras.Model, tuple[keras.Model, keras.Model]] = weakref.WeakKeyDictionary()
+
+    @property
+    def frozen(self) -> bool:
+        """Whether the base is frozen (pretrained or file weights) and only the head trains."""
+        return self.weights is not None
 
     def build(self, hp: keras_tuner.HyperParameters) -> keras.Model:
         values = {key: declare(hp, key, spec) for key, spec in self.space.items()}
         name, kwargs = model_arguments(self.base, values)
-        model = create_model(
-            name, self.num_classes, self.weights, self.input_shape, **kwargs
-        )
-        model.compile(
+        size, _, channels = self.input_shape
+        # A frozen base never changes: every trial's head goes on the one built first.
+        backbone = self._backbones.get(name) if self.frozen else None
+        model = build_model(name, self.num_classes, self.weights, size, channels, backbone=backbone, **kwargs)
+        if self.frozen:
+            self._backbones.setdefault(name, base_of(model))
+            transfer.freeze(model)
+        trained = model
+        if self.features is not None:
+            extractor, trained = transfer.split_head(model)
+            self._parts[trained] = (model, extractor)
+        trained.compile(
             optimizer=transfer.make_optimizer(
                 str(values.get("optimizer", self.optimizer)), float(values.get("lr", self.lr))
             ),
-            loss="sparse_categorical_crossentropy",
+            loss=LOSS,
             metrics=["accuracy"],
         )
-        return model
+        return trained
+
+    def classifier(self, model: keras.Model) -> keras.Model:
+        """The image-in classifier of a model :meth:`build` returned (the model itself, or the
+        classifier a head was split from, which trained with it)."""
+        return self._parts[model][0] if model in self._parts else model
+
+    def fit(self, hp: keras_tuner.HyperParameters, model: keras.Model, *args: Any, **kwargs: Any) -> Any:
+        if model not in self._parts:
+            return model.fit(*args, **kwargs)
+        classifier, extractor = self._parts[model]
+        train, val = self.features.datasets(classifier.name, extractor)  # type: ignore[union-attr]
+        kwargs.pop("validation_data", None)
+        return model.fit(train, validation_data=val, **kwargs)
+
+    def evaluate(self, model: keras.Model, val: Any) -> tuple[float, float]:
+        """``(val_loss, val_accuracy)`` of a model :meth:`build` returned, trained: a head on
+        the cached validation features, a classifier on ``val``."""
+        if model in self._parts:
+            classifier, extractor = self._parts[model]
+            val = self.features.datasets(classifier.name, extractor)[1]  # type: ignore[union-attr]
+        loss, accuracy = model.evaluate(val, verbose=0)
+        return float(loss), float(accuracy)
 
 
 # --- Distribution -------------------------------------------------------------------------------
@@ -180,6 +310,17 @@ def _check_resumable(work: Path, spec: dict[str, Any]) -> None:
         )
 
 
+def _augmented(augment: bool | None, frozen: bool, data_options: Any) -> bool:
+    """Whether the training images are augmented: as asked, else (None) unless the base is
+    frozen and ``data_options`` names no augmentation."""
+    from transferkit.data import pipeline
+
+    spec = getattr(data_options, "augment_spec", None)
+    if augment is None:
+        augment = not frozen or spec is not None
+    return augment and bool(pipeline.parse_augment(spec or pipeline.DEFAULT_AUGMENT))
+
+
 def tune(
     base: str,
     data: Any,
@@ -199,8 +340,10 @@ def tune(
     optimizer: str = "adam",
     lr: float = 1e-3,
     val_split: float = 0.2,
-    augment: bool = True,
+    augment: bool | None = None,
     data_options: Any = None,
+    feature_cache: str = "disk",
+    feature_cache_dir: str | os.PathLike[str] | None = None,
     distribute: str | None = None,
     executions_per_trial: int = 1,
     callbacks: Sequence[keras.callbacks.Callback] = (),
@@ -214,6 +357,12 @@ def tune(
     While searching, that project lives beside the destination as ``.<out>.tuner``; an
     interrupted search stays there and ``resume=True`` continues it (finished trials are not
     run again), as it continues a finished run's ``tuner/`` (e.g. with more ``max_trials``).
+
+    With ``weights`` the base of every trial is frozen (BatchNormalization in inference mode)
+    and only the head trains. Without augmentation the base then runs over the images once per
+    search, not once per trial: its features are cached (see :class:`SearchFeatures`) and every
+    trial trains only the head on them. The saved model is still one image-in,
+    probabilities-out model: the frozen base under the best trial's head.
 
     Args:
         base: Registry name (see :func:`transferkit.list_models`).
@@ -235,8 +384,14 @@ def tune(
         optimizer: Optimizer unless the space chooses one.
         lr: Learning rate unless the space tunes ``lr``.
         val_split: Validation fraction when the data has no validation split.
-        augment: Augment the training images.
+        augment: Augment the training images. None (default): augment, except when ``weights``
+            freeze the base and no augmentation is asked for in ``data_options.augment_spec``
+            (features of unaugmented images are computed once per search).
         data_options: A :class:`~transferkit.data.options.DataOptions` for :func:`load_data`.
+        feature_cache: Where a frozen base's features are kept: ``disk`` (default; reused by later
+            searches and ``extract`` runs), ``memory`` (this process) or ``none`` (this search).
+        feature_cache_dir: Folder of the disk cache (``~/.cache/transferkit/features`` or
+            ``$TRANSFERKIT_CACHE/features`` when None).
         distribute: ``"mirrored"`` trains every trial under ``tf.distribute.MirroredStrategy``.
         executions_per_trial: Trainings averaged per trial.
         callbacks: Keras callbacks for every trial's ``fit`` (must be deep-copyable).
@@ -267,6 +422,8 @@ def tune(
     if resume and overwrite:
         raise ConfigError("give --resume (continue the saved search) or --overwrite (start over), not both")
     transfer.make_optimizer(optimizer)
+    if feature_cache not in features.FEATURE_CACHES:
+        raise ConfigError(f"feature cache must be one of {', '.join(features.FEATURE_CACHES)}, got {feature_cache!r}")
     if distribute is not None and distribute not in DISTRIBUTIONS:
         raise ConfigError(f"unknown distribute {distribute!r}; valid: {', '.join(DISTRIBUTIONS)}")
     info = get_model_info(base)
@@ -281,6 +438,11 @@ def tune(
     size = checked_image_size(info.name, weights, image_size if bundle is None else size)
     for name in candidates.get(BASE_KEY, []):
         checked_image_size(str(name), weights, size)
+
+    frozen = weights is not None
+    augmented = _augmented(augment, frozen, data_options)
+    cache_features = frozen and not augmented
+    log = (lambda msg: print(msg, file=sys.stderr)) if verbose else (lambda msg: None)
 
     role = distributed_role()
     out_dir = Path(out or run_folder.default_out(info.name, "tune")).expanduser()
@@ -312,16 +474,43 @@ def tune(
 
     if bundle is None:
         from transferkit.data import load_data
+        from transferkit.data.tfds_source import is_tfds
 
         extra = data_options.kwargs() if data_options is not None else {}
-        bundle = load_data(data, size, batch_size, val_split, seed, augment, **extra)
+        if cache_features and not is_tfds(data):
+            # Images are decoded only for features missing from the cache, never by the trials.
+            extra["cache"] = "none"
+        bundle = load_data(data, size, batch_size, val_split, seed, augmented, **extra)
     if bundle.val is None:
         raise ConfigError("a search needs validation data; give val_split > 0 or a validation split")
 
+    if frozen:
+        log(
+            f"transferkit: {info.name} ({weights}) frozen, BatchNormalization in inference mode: "
+            "every trial trains only the head"
+        )
+    if frozen and augment is None and not augmented:
+        log(
+            "transferkit: no augmentation for a search on a frozen base, so the base's features "
+            "are computed once per search (give --augment SPEC to augment; the base then runs in "
+            "every trial)"
+        )
+    elif frozen and augmented:
+        log(
+            "transferkit: augmentation is on, so every epoch sees new pixels and the base's "
+            "features cannot be cached: every trial trains the head on the frozen base over the "
+            "images (slower; --no-augment caches them)"
+        )
     keras.utils.set_random_seed(seed)
     strategy = make_strategy(distribute)
+    search_features = (
+        SearchFeatures(bundle, weights, batch_size, seed, feature_cache, feature_cache_dir, log)  # type: ignore[arg-type]
+        if cache_features
+        else None
+    )
     hypermodel = TransferHyperModel(
-        info.name, bundle.num_classes, space, (size, size, 3), weights, optimizer, lr
+        info.name, bundle.num_classes, space, (size, size, 3), weights, optimizer, lr,
+        features=search_features,
     )
     options: dict[str, Any] = dict(
         objective=keras_tuner.Objective(objective, OBJECTIVES[objective]),
@@ -359,15 +548,19 @@ def tune(
         # The chief holds the oracle and may be gone already: a worker asks it nothing more.
         return TuneResult(None, {}, None)
     trials = _trials(search, info.name)
-    best_trial = search.oracle.get_best_trials(1)
+    # keras-tuner fills the list with unfinished or failed trials when too few completed.
+    best_trial = [t for t in search.oracle.get_best_trials(1) if t.status == "COMPLETED"]
     if not best_trial:
         raise ConfigError(f"no trial completed (see {work}); check the space and the data")
     best_hp = _space_values(best_trial[0].hyperparameters.values)
     with warnings.catch_warnings():
         # The trial checkpoint holds the trained optimizer's slots; the rebuilt model needs none.
         warnings.filterwarnings("ignore", message="Skipping variable loading for optimizer")
-        model = search.get_best_models(1)[0]
-    val_loss, val_accuracy = model.evaluate(bundle.val, verbose=0)
+        best = search.get_best_models(1)[0]
+    val_loss, val_accuracy = hypermodel.evaluate(best, bundle.val)
+    model = hypermodel.classifier(best)  # a head trained on features: its frozen base with it
+    if model is not best:
+        model.compile(optimizer=best.optimizer, loss=LOSS, metrics=["accuracy"])
     best_name = model_arguments(info.name, best_hp)[0]
     run_folder.write_run(
         out_dir, model, bundle, [], float(val_accuracy), float(val_loss),
@@ -382,6 +575,11 @@ def tune(
             "num_replicas": strategy.num_replicas_in_sync if strategy is not None else 1,
             "executions_per_trial": executions_per_trial,
             "best_model": best_name,
+            "augment": augmented,
+            "trains": "head on cached base features" if search_features else ("head" if frozen else "whole model"),
+            "feature_cache": feature_cache if search_features else None,
+            "features_computed": search_features.computed if search_features else None,
+            "features_cached": search_features.cached if search_features else None,
         },
         metrics={
             "objective": objective,

@@ -73,8 +73,10 @@ PRESETS: dict[str, dict[str, dict[str, Any]]] = {
         # Howard et al. 2017: the width multipliers of Table 6, and the head's dropout.
         "mobilenet": {"alpha": [0.25, 0.5, 0.75, 1.0], "dropout": _DROPOUT, "lr": _LR},
     },
-    # Architecture fixed (e.g. pretrained weights): only the head and the learning rate.
-    "head": {"*": {"dropout": _DROPOUT, "lr": _LR}},
+    # Architecture fixed (e.g. pretrained weights, the base frozen): only the head and the
+    # learning rate. A hidden layer is the one other choice of head (VGG/AlexNet-style FC);
+    # pooling is left out because each pooling needs its own pass of a frozen base.
+    "head": {"*": {"dropout": _DROPOUT, "hidden_units": [0, 256], "lr": _LR}},
 }
 
 
