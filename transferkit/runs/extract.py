@@ -1,0 +1,199 @@
+"""Use as-is with a new head: the ``extract`` run trains a head on the frozen base's cached
+features (:mod:`transferkit.transfer.features`) and writes the run folder."""
+
+from __future__ import annotations
+
+import dataclasses
+import sys
+from dataclasses import dataclass
+from typing import Any
+
+import keras
+import numpy as np
+
+from transferkit.data.options import DataOptions
+from transferkit.errors import ConfigError
+from transferkit.runs.folder import check_out_dir, default_out, history_rows, write_run
+from transferkit.transfer.features import (
+    FEATURE_CACHES,
+    FeatureStore,
+    dataset_features,
+    extractor_key,
+    file_features,
+    weights_identity,
+)
+
+
+@dataclass
+class ExtractConfig:
+    """A use-as-is run: frozen pretrained base, new head trained on its cached features.
+
+    Attributes:
+        base: Registry name of the base.
+        data: Dataset (folder, CSV, ``tfds:NAME`` or ``"sample"``).
+        out: Run folder; ``runs/<base>-extract-<time>`` when None.
+        weights: ``"imagenet"``, None (random init) or a weights file for the base.
+        image_size: Square input side; the weights' default when None.
+        channels: 3, or 1 to train on grey images (first convolution adapted); the model's
+            default when None.
+        batch_size: Batch size (of the feature pass and of head training).
+        epochs: Epochs of head training.
+        lr: Learning rate of the head (Adam).
+        dropout: Dropout before ``predictions``.
+        hidden_units: Hidden layers of the head.
+        pooling: Head pooling; the family's default when None.
+        val_split: Fraction of every class held out for validation.
+        seed: Seed of the split, shuffling and initialisation.
+        augment: Augment training images; features are then recomputed every epoch (no cache).
+        feature_cache: ``disk`` (default; reused by later runs and tuner trials), ``memory``
+            (this process only) or ``none``.
+        feature_cache_dir: Folder of the disk cache (:func:`default_cache_dir` when None).
+        overwrite: Replace an existing run folder.
+        data_options: CSV columns, tfds, augmentation spec, class weights, image cache.
+    """
+
+    base: str = "mobilenet_v1_025"
+    data: str = "sample"
+    out: str | None = None
+    weights: str | None = "imagenet"
+    image_size: int | None = None
+    channels: int | None = None
+    batch_size: int = 32
+    epochs: int = 20
+    lr: float = 1e-2
+    dropout: float = 0.2
+    hidden_units: tuple[int, ...] = ()
+    pooling: str | None = None
+    val_split: float = 0.2
+    seed: int = 0
+    augment: bool = False
+    feature_cache: str = "disk"
+    feature_cache_dir: str | None = None
+    overwrite: bool = False
+    data_options: DataOptions = dataclasses.field(default_factory=DataOptions)
+
+
+@dataclass
+class ExtractResult:
+    """What :func:`train_extract` produced."""
+
+    model: keras.Model
+    val_accuracy: float
+    val_loss: float
+    history: list[dict[str, Any]]
+    data: Any
+    computed: int
+    cached: int
+
+
+def train_extract(config: ExtractConfig, verbose: int = 1) -> ExtractResult:
+    """Trains a new head on the frozen base; returns the stitched image-in model (no files written).
+
+    Raises:
+        ConfigError, DataError, WeightsError: as one-line user errors.
+    """
+    import tensorflow as tf
+
+    from transferkit.data import load_data
+    from transferkit.models import build_model, checked_image_size
+    from transferkit.transfer import freeze, split_head
+
+    if config.epochs < 1:
+        raise ConfigError(f"epochs must be at least 1, got {config.epochs}")
+    if config.lr <= 0:
+        raise ConfigError(f"lr must be positive, got {config.lr}")
+    if config.feature_cache not in FEATURE_CACHES:
+        raise ConfigError(f"feature cache must be one of {', '.join(FEATURE_CACHES)}, got {config.feature_cache!r}")
+    size = checked_image_size(config.base, config.weights, config.image_size)
+    log = (lambda msg: print(msg, file=sys.stderr)) if verbose else (lambda msg: None)
+    from transferkit.data.tfds_source import is_tfds
+
+    # From files, only the split is needed up front: images are decoded only for features
+    # missing from the cache, so the decoded-image cache of load_data is skipped.
+    from_files = not is_tfds(config.data) and not config.augment
+    options = config.data_options.kwargs()
+    if from_files:
+        options["cache"] = "none"
+    data = load_data(
+        config.data, size, config.batch_size, config.val_split, config.seed, config.augment, **options
+    )
+    keras.utils.set_random_seed(config.seed)
+    head_args: dict[str, Any] = {"dropout": config.dropout, "hidden_units": tuple(config.hidden_units)}
+    if config.pooling:
+        head_args["pooling"] = config.pooling
+    model = build_model(config.base, data.num_classes, config.weights, size, config.channels, **head_args)
+    freeze(model)
+    extractor, head = split_head(model)
+    channels = model.input_shape[-1]
+    log(
+        f"transferkit: extract, {config.base} ({config.weights or 'random init'}) frozen, new head on "
+        f"{data.count('train')} training / {data.count('val')} validation images, {data.num_classes} classes, {size}px"
+    )
+    compile_args = {"loss": "sparse_categorical_crossentropy", "metrics": ["accuracy"]}
+    if config.augment:
+        log(
+            "transferkit: augmentation is on, so every epoch sees new pixels and the base's features "
+            "cannot be cached: they are recomputed each epoch (slower; pass --no-augment to cache them)"
+        )
+        if channels == 1:
+            data = data.grey()
+        model.compile(optimizer=keras.optimizers.Adam(config.lr), **compile_args)
+        h = model.fit(data.train, validation_data=data.val, epochs=config.epochs, verbose=verbose,
+                      class_weight=data.class_weight, shuffle=False)
+        val_loss, val_acc = model.evaluate(data.val, verbose=0)
+        return ExtractResult(model, float(val_acc), float(val_loss), history_rows(h, "head", 0), data, 0, 0)
+
+    if from_files:
+        store = FeatureStore(
+            extractor_key(extractor, weights_identity(config.base, config.weights, config.seed)),
+            config.feature_cache, config.feature_cache_dir,
+        )
+        feats, ok, computed = file_features(extractor, list(data.files), size, store, config.batch_size, channels)
+        labels = np.asarray(data.labels, np.int32)
+        splits = np.asarray(data.splits)
+        if not ok.all():
+            bad = [f for f, good in zip(data.files, ok) if not good]
+            log(f"transferkit: skipped {len(bad)} files that cannot be decoded (e.g. {bad[0]})")
+        parts = {s: (feats[(splits == s) & ok], labels[(splits == s) & ok]) for s in ("train", "val")}
+        cached = int(ok.sum()) - computed
+        where = {"disk": f"on disk ({store.path})", "memory": "in memory", "none": "nowhere (--feature-cache none)"}[config.feature_cache]
+        log(f"transferkit: features of {computed} images computed, {cached} read from the cache; cached {where}")
+    else:
+        parts = {"train": dataset_features(extractor, data.train, channels),
+                 "val": dataset_features(extractor, data.val, channels)}
+        computed, cached = sum(len(p[1]) for p in parts.values()), 0
+        log(f"transferkit: features of {computed} images computed (kept in memory for this run)")
+    for split in ("train", "val"):
+        if not len(parts[split][1]):
+            raise ConfigError(f"no {split} image left after decoding; check the data with `transferkit doctor`")
+    x_train, y_train = parts["train"]
+    train_ds = (
+        tf.data.Dataset.from_tensor_slices((x_train, y_train))
+        .shuffle(len(y_train), seed=config.seed, reshuffle_each_iteration=True)
+        .batch(config.batch_size)
+    )
+    val_ds = tf.data.Dataset.from_tensor_slices(parts["val"]).batch(max(config.batch_size, 256))
+    head.compile(optimizer=keras.optimizers.Adam(config.lr), **compile_args)
+    h = head.fit(train_ds, validation_data=val_ds, epochs=config.epochs, verbose=verbose, class_weight=data.class_weight)
+    val_loss, val_acc = head.evaluate(val_ds, verbose=0)
+    model.compile(optimizer=keras.optimizers.Adam(config.lr), **compile_args)
+    return ExtractResult(model, float(val_acc), float(val_loss), history_rows(h, "head", 0), data, computed, cached)
+
+
+def extract(config: ExtractConfig, verbose: int = 1) -> Any:
+    """Runs use-as-is with a new head (:func:`train_extract`) and writes the run folder.
+
+    The saved model is one image-in, probabilities-out model: the frozen base with the trained
+    head, exactly what ``finetune`` saves, so ``predict``, ``evaluate`` and serving treat them alike.
+
+    Returns:
+        A :class:`transferkit.runs.folder.RunResult`.
+    """
+    out_dir = check_out_dir(config.out or default_out(config.base, "extract"), config.overwrite)
+    result = train_extract(config, verbose)
+    size = result.model.input_shape[1]
+    return write_run(
+        out_dir, result.model, result.data, result.history, result.val_accuracy, result.val_loss,
+        {**dataclasses.asdict(config), "mode": "extract", "image_size": size,
+         "features_computed": result.computed, "features_cached": result.cached},
+    )
