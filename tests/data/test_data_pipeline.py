@@ -11,7 +11,7 @@ import pytest
 
 from data_images import encode, exif_bytes, make_class_folder, pattern, write
 from transferkit.data import load_data
-from transferkit.data.pipeline import build_augmentation, decoded_dataset, make_dataset, parse_augment
+from transferkit.data.pipeline import build_augmentation, decode_files, parse_augment
 from transferkit.errors import ConfigError
 
 SIZE = 16
@@ -38,8 +38,8 @@ def test_undecodable_file_is_skipped_listed_and_never_stops_training(small_folde
 def test_uncached_stream_drops_bad_files_mid_epoch(tmp_path: Path) -> None:
     files = [str(write(tmp_path / f"{i}.jpg", encode(pattern(20, 20, i), "JPEG"))) for i in range(6)]
     files[3] = str(write(tmp_path / "bad.jpg", truncated_jpeg()))
-    ds = make_dataset(files, [0, 1] * 3, SIZE, 2, training=True, cache=None)
-    assert sum(int(y.shape[0]) for _, y in ds) == 5
+    ds = decode_files(files, SIZE, batch_size=2)
+    assert sorted(i for index, _ in ds for i in index.numpy().tolist()) == [0, 1, 2, 4, 5]
 
 
 def test_augmentation_only_on_training_batches(small_folder: Path) -> None:
@@ -91,11 +91,11 @@ def test_groups_of_decoders_keep_every_index(tmp_path: Path) -> None:
         str(write(tmp_path / "b.png", encode(pattern(30, 40), "PNG"))),
         str(write(tmp_path / "c.jpg", encode(pattern(300, 200), "JPEG"))),
     ]
-    ds = decoded_dataset(files, [0, 1, 0], SIZE, formats=[1, 2, 1], orientations=[1, 1, 6], cache=None, ratios=[1, None, 8])
-    assert sorted(int(i) for i, _, _ in ds) == [0, 1, 2]
+    ds = decode_files(files, SIZE)  # three decoders: JPEG at full size, PNG, JPEG at 1/8
+    assert [int(i) for i, _ in ds] == [0, 1, 2]
 
 
-def test_decoded_dataset_keeps_file_order_and_each_files_orientation(tmp_path: Path) -> None:
+def test_decode_files_keeps_file_order_and_each_files_orientation(tmp_path: Path) -> None:
     """Groups decode interleaved, in file order; a group of mixed orientations flips per image."""
     import tensorflow as tf
 
@@ -108,10 +108,9 @@ def test_decoded_dataset_keeps_file_order_and_each_files_orientation(tmp_path: P
     ]
     formats = [1 if fmt == "JPEG" else 2 for fmt, _ in specs]
     orientations = [o for _, o in specs]
-    ds = decoded_dataset(files, list(range(6)), SIZE, formats, orientations, cache=None, ratios=[1] * 6)
-    got = list(ds)
-    assert [int(i) for i, _, _ in got] == list(range(6))
-    for (i, image, _), f, fmt, o in zip(got, files, formats, orientations):
+    got = list(decode_files(files, SIZE))
+    assert [int(i) for i, _ in got] == list(range(6))
+    for (i, image), f, fmt, o in zip(got, files, formats, orientations):
         np.testing.assert_array_equal(image.numpy(), load_image(tf.constant(f), SIZE, fmt, o, 1 if fmt == 1 else None).numpy())
 
 
