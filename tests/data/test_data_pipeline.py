@@ -3,6 +3,7 @@ class weights, and the finetune integration."""
 
 from __future__ import annotations
 
+import csv
 import json
 from pathlib import Path
 
@@ -33,6 +34,55 @@ def test_undecodable_file_is_skipped_listed_and_never_stops_training(small_folde
     assert str(bad) not in data.files and data.count("train") + data.count("val") == 20
     for _ in range(2):  # every epoch completes
         assert sum(int(y.shape[0]) for _, y in data.train) == data.count("train")
+
+
+def _write_csv(path: Path, rows: list[tuple[str, str, str]]) -> Path:
+    with open(path, "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["path", "label", "split"])
+        w.writerows(rows)
+    return path
+
+
+def test_disk_cache_trains_on_a_corrected_label(tmp_path: Path) -> None:
+    """Relabelling a4 from a to b keeps every split's file list and order (files sort by class,
+    then path), the case where a cache keyed by files alone served the old label."""
+    root = tmp_path / "data"
+    rows = []
+    for i in range(5):
+        for cls in "ab":
+            write(root / f"{cls}{i}.jpg", encode(pattern(20, 20, 10 * i + (cls == "b")), "JPEG"))
+            rows.append((f"{cls}{i}.jpg", cls, "val" if i == 1 else "train"))
+    source = _write_csv(root / "labels.csv", rows)
+    cache = str(tmp_path / "cache")
+
+    def images_and_labels(pipe) -> list[tuple[bytes, int]]:  # noqa: ANN001
+        return [(x.astype(np.uint8).tobytes(), int(y)) for xs, ys in pipe for x, y in zip(xs.numpy(), ys.numpy())]
+
+    def expected(data, labels: dict[str, str]) -> dict[bytes, int]:  # noqa: ANN001
+        """Each file's image, decoded on its own, with its label in the CSV."""
+        import tensorflow as tf
+
+        from transferkit.data.pipeline import load_image
+
+        return {
+            load_image(tf.constant(str(root / name)), SIZE).numpy().tobytes(): data.class_names.index(label)
+            for name, label in labels.items()
+        }
+
+    first = load_data(source, SIZE, 4, augment=False, cache="disk", cache_dir=cache)
+    assert sorted(images_and_labels(first.train) + images_and_labels(first.val)) == sorted(
+        expected(first, {n: c for n, c, _ in rows}).items()
+    )
+    rows = [(n, "b" if n == "a4.jpg" else c, s) for n, c, s in rows]
+    _write_csv(source, rows)
+    second = load_data(source, SIZE, 4, augment=False, cache="disk", cache_dir=cache)
+    truth = expected(second, {n: c for n, c, _ in rows})
+    assert dict(zip(second.files, second.labels))[str(root / "a4.jpg")] == 1
+    for pipe in (second.train, second.val):
+        for image, label in images_and_labels(pipe):
+            assert label == truth[image]
+    assert sorted(images_and_labels(second.train) + images_and_labels(second.val)) == sorted(truth.items())
 
 
 def test_uncached_stream_drops_bad_files_mid_epoch(tmp_path: Path) -> None:

@@ -161,6 +161,30 @@ def _key(*parts: Any) -> str:
     return h.hexdigest()
 
 
+def _files_key(
+    split: str, files: list[str], sizes: list[int], stamps: list[tuple[int, int]], labels: list[int],
+    probes: list[Any], image_size: int, channels: int,
+) -> str:
+    """Key of the disk cache of one split: everything the cached images and their use depend on.
+
+    A file's bytes are known by (path, size, mtime_ns, ctime_ns), from the stat the index made
+    anyway: hashing the contents would read every byte of the dataset on every run. That is
+    enough because every write sets a file's mtime and ctime to the current time, and while
+    tools can restore an mtime (cp -p, rsync -a, tar), only the kernel sets ctime, so a replaced
+    file with the same size and mtime still gets a new ctime. (A ctime change alone, e.g. chmod,
+    costs one needless decoding pass, never a wrong image.) Labels are not in the cache (they are
+    attached after it by index) but are keyed too, as are the split, the probe's decoder choices,
+    the output size and channels, and the cache format.
+    """
+    from transferkit.data.pipeline import CACHE_VERSION
+
+    rows = [
+        (f, n, t, y, p.format_code, p.orientation, p.width, p.height)
+        for f, n, t, y, p in zip(files, sizes, stamps, labels, probes)
+    ]
+    return f"{split}-{_key(CACHE_VERSION, split, image_size, channels, rows)}"
+
+
 def load_data(
     source: str | os.PathLike[str],
     image_size: int,
@@ -237,6 +261,7 @@ def load_data(
     files = [index.files[i] for i in keep]
     labels = [index.labels[i] for i in keep]
     sizes = [index.sizes[i] for i in keep]
+    stamps = [index.stamps[i] for i in keep]
     probes = [all_probes[i] for i in keep]
     if index.splits:
         splits = complete_split([index.splits[i] for i in keep], labels, val_split, seed, index.class_names)
@@ -267,11 +292,11 @@ def load_data(
         done = set()
         for split, rows in rows_of.items():
             # One cache per split, so an epoch reads only its own split from disk.
-            key = _key(
-                pipeline.CACHE_VERSION, [files[i] for i in rows], [sizes[i] for i in rows],
-                [p.orientation for p in probes], image_size, channels,
+            key = _files_key(
+                split, [files[i] for i in rows], [sizes[i] for i in rows], [stamps[i] for i in rows],
+                [labels[i] for i in rows], [probes[i] for i in rows], image_size, channels,
             )
-            ds = decode(rows, _disk_cache(f"{split}-{key}", cache_dir))
+            ds = decode(rows, _disk_cache(key, cache_dir))
             done |= {rows[j] for j in pipeline.fill_cache(ds)}
             decoded[split] = (ds, rows)
     else:
