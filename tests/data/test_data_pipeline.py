@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from data_images import encode, exif_bytes, make_class_folder, pattern, write
-from transferkit.data import load_data
+from transferkit.data import load_data, read_manifest
 from transferkit.data.pipeline import build_augmentation, decode_files, parse_augment
 from transferkit.errors import ConfigError
 
@@ -24,16 +24,22 @@ def truncated_jpeg(seed: int = 9) -> bytes:
     return data[: len(data) // 2]
 
 
-def test_undecodable_file_is_skipped_listed_and_never_stops_training(small_folder: Path) -> None:
+@pytest.mark.parametrize("cache", ["none", "memory", "disk"])
+def test_undecodable_file_is_reported_and_left_out_everywhere(small_folder: Path, tmp_path: Path, cache: str) -> None:
     bad = write(small_folder / "cats" / "zz_truncated.jpg", truncated_jpeg())
     write(small_folder / "dogs" / "notes.txt", b"not an image")
-    data = load_data(small_folder, SIZE, 4, 0.2, 0, augment=False)
+    data = load_data(small_folder, SIZE, 4, 0.2, 0, augment=False, cache=cache, cache_dir=str(tmp_path / "cache"))
     reasons = dict(data.skipped)
-    assert "cannot be decoded" in reasons[str(bad)]
+    assert reasons[str(bad)].startswith("cannot be decoded (") and "JPEG" in reasons[str(bad)]
     assert any(p.endswith("notes.txt") for p in reasons)
-    assert str(bad) not in data.files and data.count("train") + data.count("val") == 20
-    for _ in range(2):  # every epoch completes
+    assert str(bad) not in data.files and len(data.files) == len(data.labels) == len(data.splits) == 20
+    assert data.count("train") + data.count("val") == 20  # the 20 decodable images
+    data.write_manifest(tmp_path / "split.csv")
+    manifest = read_manifest(tmp_path / "split.csv")
+    assert len(manifest.files) == 20 and str(bad) not in manifest.files
+    for _ in range(2):  # every epoch completes and yields exactly the counted images
         assert sum(int(y.shape[0]) for _, y in data.train) == data.count("train")
+        assert sum(int(y.shape[0]) for _, y in data.val) == data.count("val")
 
 
 def _write_csv(path: Path, rows: list[tuple[str, str, str]]) -> Path:

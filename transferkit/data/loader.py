@@ -45,7 +45,7 @@ class DataBundle:
         class_names: Class of each label index.
         files, labels, splits: The manifest: every file used, its label and its split.
         skipped: Files left out (not images, unsupported, unreadable, undecodable), as
-            (path, reason).
+            (path, reason); none of them is in ``files``, the counts or the pipelines.
         test: Test batches when the data has a test split, else None.
         class_weight: ``{label: weight}`` for ``model.fit`` with ``class_weight="auto"``, else None.
         duplicates: Groups of byte-identical files (paths).
@@ -208,9 +208,11 @@ def load_data(
     """Loads a dataset as train/validation(/test) tf.data pipelines.
 
     Every file is first checked from its header (format, emptiness, EXIF orientation); files
-    that cannot be used are skipped and listed. Unless ``cache="none"``, all images are then
-    decoded once, in parallel, through :func:`transferkit.data.pipeline.decode_files` into the
-    cache, and files that fail to decode are skipped too: no bad file can stop an epoch.
+    that cannot be used are skipped and listed. Then every image is decoded once, in parallel,
+    through :func:`transferkit.data.pipeline.decode_files` (into the cache, or with
+    ``cache="none"`` only to check it), and files that fail to decode are skipped too, with
+    their decoder's error: the files, counts and ``split.csv`` list exactly the images the
+    pipelines yield, and no bad file can stop an epoch.
 
     Args:
         source: A folder of class sub-folders (or of ``train/``, ``val/``, ``test/``), a CSV of
@@ -300,11 +302,16 @@ def load_data(
             done |= {rows[j] for j in pipeline.fill_cache(ds)}
             decoded[split] = (ds, rows)
     else:
-        done = set(range(len(files)))  # a file that fails mid-epoch is dropped
+        # No cache to fill, so one pass through the same decoders, keeping nothing, finds the
+        # files that cannot be decoded (the cost of one more epoch's decoding); the pipelines
+        # then read only the others.
+        order = [i for rows in rows_of.values() for i in rows]
+        done = {order[j] for j in pipeline.fill_cache(decode(order, None))}
         for split, rows in rows_of.items():
-            decoded[split] = (decode(rows, None), rows)
+            good = [i for i in rows if i in done]
+            decoded[split] = (decode(good, None), good)
     failed = sorted(set(range(len(files))) - done)
-    skipped += [(files[i], "cannot be decoded (corrupt or truncated)") for i in failed]
+    skipped += [(files[i], pipeline.decode_problem(files[i], image_size, probes[i], channels)) for i in failed]
     used = [i for i in range(len(files)) if i in done]
     if failed:
         for split in ("train", "val"):

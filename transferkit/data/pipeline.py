@@ -352,6 +352,17 @@ def decode_files(
     return ds if batch_size is None else ds.batch(batch_size)
 
 
+def decode_problem(file: str, image_size: int, probe: Probe, channels: int = 3) -> str:
+    """Why :func:`decode_files` left ``file`` out: its decoder's error, run again on it alone."""
+    ratio = jpeg_ratio(probe.width, probe.height, image_size) if probe.format_code == 1 else None
+    try:
+        load_image(tf.constant(file), image_size, probe.format_code, probe.orientation, ratio, channels)
+    except (tf.errors.OpError, ValueError) as err:
+        message = (getattr(err, "message", None) or str(err)).strip().splitlines()
+        return f"cannot be decoded ({message[0] if message else type(err).__name__})"
+    return "cannot be decoded (failed in the decoding pass)"
+
+
 def decoded_tensor_dataset(
     examples: tf.data.Dataset, image_size: int, decode: Any, channels: int = 3, cache: str | None = "memory"
 ) -> tf.data.Dataset:
