@@ -3,7 +3,9 @@
 1. Indexing a generated folder of 100,000 small images (10 classes): ``transferkit`` (list files
    and labels: ``index_source``) vs ``image_dataset_from_directory`` (which lists them too), each
    in a fresh process with TensorFlow loaded, reporting wall time and peak RSS. The fast header
-   check (``probe_files``, which ``finetune`` adds on top) is reported on its own line.
+   check (``probe_files``, which ``finetune`` adds on top) is reported on its own line, and so is
+   hashing every file's contents: what keying the disk cache by content would add to every run
+   (the cache is keyed by path, size and the stat times the index already has, at no cost).
 2. The doctor's full scan (every file decoded) of hymenoptera_train vs one decoding pass of
    ``image_dataset_from_directory`` over it.
 
@@ -40,6 +42,16 @@ elif what == "transferkit+probe":
     from transferkit.data.probe import probe_files
     index = index_source(folder)
     n = len(probe_files(index.files, index.sizes))
+elif what == "transferkit+digest":
+    import hashlib
+    from concurrent.futures import ThreadPoolExecutor
+    from transferkit.data import index_source
+    index = index_source(folder)
+    def digest(path):
+        with open(path, "rb") as f:
+            return hashlib.blake2b(f.read(), digest_size=16).digest()
+    with ThreadPoolExecutor(8) as pool:
+        n = len(list(pool.map(digest, index.files, chunksize=512)))
 else:
     ds = keras.utils.image_dataset_from_directory(folder, image_size=(32, 32), batch_size=32, verbose=False)
     n = len(ds.file_paths)
@@ -87,7 +99,7 @@ def main() -> None:
     print(f"folder of {args.n} images: {folder} (ready in {time.perf_counter() - t:.1f} s)", flush=True)
     child("transferkit", folder)  # warm the file-system cache for both
     rows = {}
-    for what in ("keras", "transferkit", "keras", "transferkit", "transferkit+probe"):
+    for what in ("keras", "transferkit", "keras", "transferkit", "transferkit+probe", "transferkit+digest"):
         r = child(what, folder)
         best = rows.get(what)
         if best is None or r["seconds"] < best["seconds"]:
@@ -97,6 +109,7 @@ def main() -> None:
         "keras": "image_dataset_from_directory",
         "transferkit": "transferkit index_source",
         "transferkit+probe": "transferkit index + header check (finetune's fast doctor)",
+        "transferkit+digest": "transferkit index + content hash (a content-keyed disk cache)",
     }
     for what, r in rows.items():
         print(f"  {labels[what]:<60} {r['seconds']:6.2f} s   peak RSS {r['peak_rss_gb']:.2f} GB   ({r['n']} files)")

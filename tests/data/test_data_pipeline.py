@@ -3,6 +3,7 @@ class weights, and the finetune integration."""
 
 from __future__ import annotations
 
+import csv
 import json
 from pathlib import Path
 
@@ -10,8 +11,8 @@ import numpy as np
 import pytest
 
 from data_images import encode, exif_bytes, make_class_folder, pattern, write
-from transferkit.data import load_data
-from transferkit.data.pipeline import build_augmentation, decoded_dataset, make_dataset, parse_augment
+from transferkit.data import load_data, read_manifest
+from transferkit.data.pipeline import build_augmentation, decode_files, parse_augment
 from transferkit.errors import ConfigError
 
 SIZE = 16
@@ -23,23 +24,78 @@ def truncated_jpeg(seed: int = 9) -> bytes:
     return data[: len(data) // 2]
 
 
-def test_undecodable_file_is_skipped_listed_and_never_stops_training(small_folder: Path) -> None:
+@pytest.mark.parametrize("cache", ["none", "memory", "disk"])
+def test_undecodable_file_is_reported_and_left_out_everywhere(small_folder: Path, tmp_path: Path, cache: str) -> None:
     bad = write(small_folder / "cats" / "zz_truncated.jpg", truncated_jpeg())
     write(small_folder / "dogs" / "notes.txt", b"not an image")
-    data = load_data(small_folder, SIZE, 4, 0.2, 0, augment=False)
+    data = load_data(small_folder, SIZE, 4, 0.2, 0, augment=False, cache=cache, cache_dir=str(tmp_path / "cache"))
     reasons = dict(data.skipped)
-    assert "cannot be decoded" in reasons[str(bad)]
+    assert reasons[str(bad)].startswith("cannot be decoded (") and "JPEG" in reasons[str(bad)]
     assert any(p.endswith("notes.txt") for p in reasons)
-    assert str(bad) not in data.files and data.count("train") + data.count("val") == 20
-    for _ in range(2):  # every epoch completes
+    assert str(bad) not in data.files and len(data.files) == len(data.labels) == len(data.splits) == 20
+    assert data.count("train") + data.count("val") == 20  # the 20 decodable images
+    data.write_manifest(tmp_path / "split.csv")
+    manifest = read_manifest(tmp_path / "split.csv")
+    assert len(manifest.files) == 20 and str(bad) not in manifest.files
+    for _ in range(2):  # every epoch completes and yields exactly the counted images
         assert sum(int(y.shape[0]) for _, y in data.train) == data.count("train")
+        assert sum(int(y.shape[0]) for _, y in data.val) == data.count("val")
+
+
+def _write_csv(path: Path, rows: list[tuple[str, str, str]]) -> Path:
+    with open(path, "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["path", "label", "split"])
+        w.writerows(rows)
+    return path
+
+
+def test_disk_cache_trains_on_a_corrected_label(tmp_path: Path) -> None:
+    """Relabelling a4 from a to b keeps every split's file list and order (files sort by class,
+    then path), the case where a cache keyed by files alone served the old label."""
+    root = tmp_path / "data"
+    rows = []
+    for i in range(5):
+        for cls in "ab":
+            write(root / f"{cls}{i}.jpg", encode(pattern(20, 20, 10 * i + (cls == "b")), "JPEG"))
+            rows.append((f"{cls}{i}.jpg", cls, "val" if i == 1 else "train"))
+    source = _write_csv(root / "labels.csv", rows)
+    cache = str(tmp_path / "cache")
+
+    def images_and_labels(pipe) -> list[tuple[bytes, int]]:  # noqa: ANN001
+        return [(x.astype(np.uint8).tobytes(), int(y)) for xs, ys in pipe for x, y in zip(xs.numpy(), ys.numpy())]
+
+    def expected(data, labels: dict[str, str]) -> dict[bytes, int]:  # noqa: ANN001
+        """Each file's image, decoded on its own, with its label in the CSV."""
+        import tensorflow as tf
+
+        from transferkit.data.pipeline import load_image
+
+        return {
+            load_image(tf.constant(str(root / name)), SIZE).numpy().tobytes(): data.class_names.index(label)
+            for name, label in labels.items()
+        }
+
+    first = load_data(source, SIZE, 4, augment=False, cache="disk", cache_dir=cache)
+    assert sorted(images_and_labels(first.train) + images_and_labels(first.val)) == sorted(
+        expected(first, {n: c for n, c, _ in rows}).items()
+    )
+    rows = [(n, "b" if n == "a4.jpg" else c, s) for n, c, s in rows]
+    _write_csv(source, rows)
+    second = load_data(source, SIZE, 4, augment=False, cache="disk", cache_dir=cache)
+    truth = expected(second, {n: c for n, c, _ in rows})
+    assert dict(zip(second.files, second.labels))[str(root / "a4.jpg")] == 1
+    for pipe in (second.train, second.val):
+        for image, label in images_and_labels(pipe):
+            assert label == truth[image]
+    assert sorted(images_and_labels(second.train) + images_and_labels(second.val)) == sorted(truth.items())
 
 
 def test_uncached_stream_drops_bad_files_mid_epoch(tmp_path: Path) -> None:
     files = [str(write(tmp_path / f"{i}.jpg", encode(pattern(20, 20, i), "JPEG"))) for i in range(6)]
     files[3] = str(write(tmp_path / "bad.jpg", truncated_jpeg()))
-    ds = make_dataset(files, [0, 1] * 3, SIZE, 2, training=True, cache=None)
-    assert sum(int(y.shape[0]) for _, y in ds) == 5
+    ds = decode_files(files, SIZE, batch_size=2)
+    assert sorted(i for index, _ in ds for i in index.numpy().tolist()) == [0, 1, 2, 4, 5]
 
 
 def test_augmentation_only_on_training_batches(small_folder: Path) -> None:
@@ -91,11 +147,11 @@ def test_groups_of_decoders_keep_every_index(tmp_path: Path) -> None:
         str(write(tmp_path / "b.png", encode(pattern(30, 40), "PNG"))),
         str(write(tmp_path / "c.jpg", encode(pattern(300, 200), "JPEG"))),
     ]
-    ds = decoded_dataset(files, [0, 1, 0], SIZE, formats=[1, 2, 1], orientations=[1, 1, 6], cache=None, ratios=[1, None, 8])
-    assert sorted(int(i) for i, _, _ in ds) == [0, 1, 2]
+    ds = decode_files(files, SIZE)  # three decoders: JPEG at full size, PNG, JPEG at 1/8
+    assert [int(i) for i, _ in ds] == [0, 1, 2]
 
 
-def test_decoded_dataset_keeps_file_order_and_each_files_orientation(tmp_path: Path) -> None:
+def test_decode_files_keeps_file_order_and_each_files_orientation(tmp_path: Path) -> None:
     """Groups decode interleaved, in file order; a group of mixed orientations flips per image."""
     import tensorflow as tf
 
@@ -108,10 +164,9 @@ def test_decoded_dataset_keeps_file_order_and_each_files_orientation(tmp_path: P
     ]
     formats = [1 if fmt == "JPEG" else 2 for fmt, _ in specs]
     orientations = [o for _, o in specs]
-    ds = decoded_dataset(files, list(range(6)), SIZE, formats, orientations, cache=None, ratios=[1] * 6)
-    got = list(ds)
-    assert [int(i) for i, _, _ in got] == list(range(6))
-    for (i, image, _), f, fmt, o in zip(got, files, formats, orientations):
+    got = list(decode_files(files, SIZE))
+    assert [int(i) for i, _ in got] == list(range(6))
+    for (i, image), f, fmt, o in zip(got, files, formats, orientations):
         np.testing.assert_array_equal(image.numpy(), load_image(tf.constant(f), SIZE, fmt, o, 1 if fmt == 1 else None).numpy())
 
 

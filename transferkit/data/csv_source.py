@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import os
+import stat
 from pathlib import Path
 
 from transferkit.data.folder import FolderIndex, extension_problem
@@ -46,6 +47,7 @@ def index_csv(
     has_split = bool(split_column) and split_column in columns
     base = csv_path.resolve().parent
     records: list[tuple[str, str, str]] = []
+    stats: dict[str, os.stat_result] = {}
     skipped: list[tuple[str, str]] = []
     missing_files: list[str] = []
     for line, row in enumerate(rows, start=2):
@@ -63,15 +65,20 @@ def index_csv(
                 )
             split = SPLIT_VALUES[value]
         full = os.path.abspath(base / os.path.expanduser(file))
-        if not os.path.isfile(full):
+        try:
+            st = os.stat(full)
+        except OSError:
+            st = None
+        if st is None or not stat.S_ISREG(st.st_mode):
             missing_files.append(full)
             continue
         problem = extension_problem(full)
-        if problem is None and os.path.getsize(full) == 0:
+        if problem is None and st.st_size == 0:
             problem = "empty file (0 bytes)"
         if problem:
             skipped.append((full, problem))
             continue
+        stats[full] = st
         records.append((full, label, split))
     if missing_files:
         raise DataError(
@@ -95,5 +102,6 @@ def index_csv(
         labels=tuple(lookup[r[1]] for r in records),
         skipped=tuple(skipped),
         splits=tuple(r[2] for r in records) if has_split else (),
-        sizes=tuple(os.path.getsize(r[0]) for r in records),
+        sizes=tuple(stats[r[0]].st_size for r in records),
+        stamps=tuple((stats[r[0]].st_mtime_ns, stats[r[0]].st_ctime_ns) for r in records),
     )

@@ -31,6 +31,8 @@ class FolderIndex:
         splits: The split of each file when the source gives it (``train``/``val``/``test``),
             else empty.
         sizes: Bytes of each file (from the directory listing; used to find duplicates cheaply).
+        stamps: ``(mtime_ns, ctime_ns)`` of each file, from the same ``stat``: with the path and
+            size, what the disk cache knows a file's bytes by (see ``loader.file_identity``).
     """
 
     root: Path
@@ -40,6 +42,7 @@ class FolderIndex:
     skipped: tuple[tuple[str, str], ...] = ()
     splits: tuple[str, ...] = ()
     sizes: tuple[int, ...] = ()
+    stamps: tuple[tuple[int, int], ...] = ()
 
 
 def is_image_name(name: str) -> bool:
@@ -78,23 +81,24 @@ def _subdirs(path: str | os.PathLike[str]) -> list[os.DirEntry[str]]:
     )
 
 
-def _list_class(path: str) -> tuple[list[str], list[int], list[tuple[str, str]]]:
-    """Images (sorted) and their sizes in one class folder, and the files left out."""
-    images: list[tuple[str, int]] = []
+def _list_class(path: str) -> tuple[list[tuple[str, int, tuple[int, int]]], list[tuple[str, str]]]:
+    """Images (sorted) in one class folder as ``(path, size, (mtime_ns, ctime_ns))``, and the
+    files left out."""
+    images: list[tuple[str, int, tuple[int, int]]] = []
     skipped: list[tuple[str, str]] = []
     for f in os.scandir(path):
         if f.name.startswith(".") or not f.is_file():
             continue
         problem = extension_problem(f.name)
-        size = f.stat().st_size if problem is None else 0
-        if problem is None and size == 0:
+        if problem is None:
+            st = f.stat()
+            if st.st_size:
+                images.append((os.path.abspath(f.path), st.st_size, (st.st_mtime_ns, st.st_ctime_ns)))
+                continue
             problem = "empty file (0 bytes)"
-        if problem:
-            skipped.append((os.path.abspath(f.path), problem))
-        else:
-            images.append((os.path.abspath(f.path), size))
+        skipped.append((os.path.abspath(f.path), problem))
     images.sort()
-    return [p for p, _ in images], [s for _, s in images], skipped
+    return images, skipped
 
 
 def split_layout(root: Path) -> dict[str, Path] | None:
@@ -135,6 +139,7 @@ def index_folder(path: str | os.PathLike[str]) -> FolderIndex:
     files: list[str] = []
     labels: list[int] = []
     sizes: list[int] = []
+    stamps: list[tuple[int, int]] = []
     splits: list[str] = []
     skipped: list[tuple[str, str]] = []
     for split, folder in parts.items():
@@ -142,15 +147,16 @@ def index_folder(path: str | os.PathLike[str]) -> FolderIndex:
             class_dir = folder / name
             if not class_dir.is_dir():
                 continue
-            images, image_sizes, left_out = _list_class(str(class_dir))
+            images, left_out = _list_class(str(class_dir))
             skipped += left_out
             if not images and split in ("", "train"):
                 raise DataError(
                     f"class folder {str(class_dir)!r} has no images ({', '.join(IMAGE_EXTENSIONS)}); "
                     "add images to it or remove it"
                 )
-            files += images
-            sizes += image_sizes
+            files += [p for p, _, _ in images]
+            sizes += [n for _, n, _ in images]
+            stamps += [t for _, _, t in images]
             labels += [label] * len(images)
             splits += [split] * len(images)
     return FolderIndex(
@@ -161,4 +167,5 @@ def index_folder(path: str | os.PathLike[str]) -> FolderIndex:
         skipped=tuple(skipped),
         splits=tuple(splits) if layout else (),
         sizes=tuple(sizes),
+        stamps=tuple(stamps),
     )

@@ -39,12 +39,13 @@ class DataBundle:
     """What training needs from a dataset.
 
     Attributes:
-        train: Batches of (float32 0-255 RGB images, int32 labels), shuffled and augmented.
+        train: Batches of (float32 0-255 images, int32 labels), shuffled and augmented; the
+            images have the ``channels`` given to :func:`load_data` (3: RGB, 1: grey).
         val: Validation batches, never augmented.
         class_names: Class of each label index.
         files, labels, splits: The manifest: every file used, its label and its split.
         skipped: Files left out (not images, unsupported, unreadable, undecodable), as
-            (path, reason).
+            (path, reason); none of them is in ``files``, the counts or the pipelines.
         test: Test batches when the data has a test split, else None.
         class_weight: ``{label: weight}`` for ``model.fit`` with ``class_weight="auto"``, else None.
         duplicates: Groups of byte-identical files (paths).
@@ -71,17 +72,6 @@ class DataBundle:
 
     def count(self, split: str) -> int:
         return sum(1 for s in self.splits if s == split)
-
-    def grey(self) -> "DataBundle":
-        """The bundle with its pipelines' images turned grey (1 channel)."""
-        import dataclasses
-
-        import tensorflow as tf
-
-        def grey(ds: Any) -> Any:
-            return None if ds is None else ds.map(lambda x, y: (tf.image.rgb_to_grayscale(x), y))
-
-        return dataclasses.replace(self, train=grey(self.train), val=grey(self.val), test=grey(self.test))
 
     def write_manifest(self, path: str | os.PathLike[str]) -> None:
         """Writes ``split.csv``; and ``duplicates.txt`` beside it when byte-identical files exist."""
@@ -143,21 +133,18 @@ def available_memory() -> int:
         return 4 << 30
 
 
-def _cache_mode(cache: str, n_images: int, image_size: int) -> str | None:
+def _cache_mode(cache: str, n_images: int, image_size: int, channels: int = 3) -> str | None:
     """``"memory"``, ``"disk"`` or None, for ``--cache`` mode ``cache``."""
     if cache not in ("auto", "memory", "disk", "none"):
         raise ConfigError(f"cache must be auto, memory, disk or none, got {cache!r}")
     if cache == "auto":
-        fits = n_images * image_size * image_size * 3 <= MEMORY_CACHE_SHARE * available_memory()
+        fits = n_images * image_size * image_size * channels <= MEMORY_CACHE_SHARE * available_memory()
         return "memory" if fits else "disk"
     return None if cache == "none" else cache
 
 
-def _cache_target(cache: str, n_images: int, image_size: int, key: str, cache_dir: str | None) -> str | None:
-    """``"memory"``, a disk cache file prefix, or None, for ``--cache`` mode ``cache``."""
-    mode = _cache_mode(cache, n_images, image_size)
-    if mode != "disk":
-        return mode
+def _disk_cache(key: str, cache_dir: str | None) -> str:
+    """The file prefix of the disk cache ``key`` (an interrupted one is cleared)."""
     folder = Path(cache_dir or Path(tempfile.gettempdir()) / "transferkit-cache")
     folder.mkdir(parents=True, exist_ok=True)
     prefix = folder / key
@@ -174,6 +161,30 @@ def _key(*parts: Any) -> str:
     return h.hexdigest()
 
 
+def _files_key(
+    split: str, files: list[str], sizes: list[int], stamps: list[tuple[int, int]], labels: list[int],
+    probes: list[Any], image_size: int, channels: int,
+) -> str:
+    """Key of the disk cache of one split: everything the cached images and their use depend on.
+
+    A file's bytes are known by (path, size, mtime_ns, ctime_ns), from the stat the index made
+    anyway: hashing the contents would read every byte of the dataset on every run. That is
+    enough because every write sets a file's mtime and ctime to the current time, and while
+    tools can restore an mtime (cp -p, rsync -a, tar), only the kernel sets ctime, so a replaced
+    file with the same size and mtime still gets a new ctime. (A ctime change alone, e.g. chmod,
+    costs one needless decoding pass, never a wrong image.) Labels are not in the cache (they are
+    attached after it by index) but are keyed too, as are the split, the probe's decoder choices,
+    the output size and channels, and the cache format.
+    """
+    from transferkit.data.pipeline import CACHE_VERSION
+
+    rows = [
+        (f, n, t, y, p.format_code, p.orientation, p.width, p.height)
+        for f, n, t, y, p in zip(files, sizes, stamps, labels, probes)
+    ]
+    return f"{split}-{_key(CACHE_VERSION, split, image_size, channels, rows)}"
+
+
 def load_data(
     source: str | os.PathLike[str],
     image_size: int,
@@ -182,6 +193,7 @@ def load_data(
     seed: int = 0,
     augment: bool = True,
     *,
+    channels: int = 3,
     augment_spec: str | None = None,
     class_weight: str | None = None,
     test_split: float = 0.0,
@@ -196,9 +208,11 @@ def load_data(
     """Loads a dataset as train/validation(/test) tf.data pipelines.
 
     Every file is first checked from its header (format, emptiness, EXIF orientation); files
-    that cannot be used are skipped and listed. Unless ``cache="none"``, all images are then
-    decoded once, in parallel, into the cache, and files that fail to decode are skipped too:
-    no bad file can stop an epoch.
+    that cannot be used are skipped and listed. Then every image is decoded once, in parallel,
+    through :func:`transferkit.data.pipeline.decode_files` (into the cache, or with
+    ``cache="none"`` only to check it), and files that fail to decode are skipped too, with
+    their decoder's error: the files, counts and ``split.csv`` list exactly the images the
+    pipelines yield, and no bad file can stop an epoch.
 
     Args:
         source: A folder of class sub-folders (or of ``train/``, ``val/``, ``test/``), a CSV of
@@ -209,6 +223,7 @@ def load_data(
             when the source gives its own validation split.
         seed: Seed of the split, the shuffling and the augmentation.
         augment: Augment training batches (with ``augment_spec``).
+        channels: 3 for RGB images, 1 for grey (converted in the decoding, before the cache).
         augment_spec: Augmentations, e.g. ``"flip,rotation=0.1,crop,contrast"``; default
             ``flip,rotation,zoom``.
         class_weight: ``"auto"`` for balanced class weights (``DataBundle.class_weight``).
@@ -228,82 +243,96 @@ def load_data(
         raise DataError(f"batch size must be at least 1, got {batch_size}")
     if class_weight not in (None, "none", "auto"):
         raise ConfigError(f"class_weight must be 'auto' or None, got {class_weight!r}")
+    if channels not in (1, 3):
+        raise ConfigError(f"channels must be 1 (grey) or 3 (RGB), got {channels}")
     augmentation = (
         pipeline.build_augmentation(augment_spec or pipeline.DEFAULT_AUGMENT, seed, image_size) if augment else None
     )
     if is_tfds(source):
         return _load_tfds(
-            str(source), image_size, batch_size, val_split, seed, augmentation, class_weight,
+            str(source), image_size, channels, batch_size, val_split, seed, augmentation, class_weight,
             data_dir, tfds_splits, cache, cache_dir,
         )
     index = index_source(source, path_column, label_column, split_column)
     skipped = list(index.skipped)
-    probes = probe_files(index.files, index.sizes)
-    bad = [p for p in probes if p.problem]
+    all_probes = probe_files(index.files, index.sizes)
+    bad = [p for p in all_probes if p.problem]
     skipped += [(p.path, p.problem) for p in bad]  # type: ignore[misc]
-    keep = [i for i, p in enumerate(probes) if not p.problem]
+    keep = [i for i, p in enumerate(all_probes) if not p.problem]
     _check_usable(index, keep, bad)
     files = [index.files[i] for i in keep]
     labels = [index.labels[i] for i in keep]
-    sizes = [index.sizes[i] for i in keep] if index.sizes else None
-    kept = [probes[i] for i in keep]
-    orientations = [p.orientation for p in kept]
+    sizes = [index.sizes[i] for i in keep]
+    stamps = [index.stamps[i] for i in keep]
+    probes = [all_probes[i] for i in keep]
     if index.splits:
         splits = complete_split([index.splits[i] for i in keep], labels, val_split, seed, index.class_names)
     else:
         splits = stratified_split(labels, val_split, seed, index.class_names, test_split)
 
     def decode(rows: list[int], target: str | None) -> Any:
-        return pipeline.decoded_files(
-            [files[i] for i in rows], image_size, [kept[i] for i in rows], [labels[i] for i in rows], target
+        return pipeline.decode_files(
+            [files[i] for i in rows], image_size, channels, target, probes=[probes[i] for i in rows]
         )
 
     rows_of = {split: [i for i, s in enumerate(splits) if s == split] for split in SPLITS}
     rows_of = {split: rows for split, rows in rows_of.items() if rows}
-    decoded: dict[str, Any] = {}
-    failed: set[int] = set()
-    in_memory = _cache_mode(cache, len(files), image_size) == "memory"
-    if in_memory:
+    decoded: dict[str, tuple[Any, list[int]]] = {}  # split -> (dataset, the rows its indices are of)
+    mode = _cache_mode(cache, len(files), image_size, channels)
+    if mode == "memory":
         # One decoding pass and one set of decoders for all splits: each split is its run of
-        # the one cache (rows in split order, which the decoded dataset keeps).
+        # the one cache (rows in split order, which decode_files keeps).
         order = [i for rows in rows_of.values() for i in rows]
         everything = decode(order, "memory")
-        done = {order[j] for j in pipeline.fill_cache(everything)[0]}
-        failed = set(order) - done
+        done = {order[j] for j in pipeline.fill_cache(everything)}
         start = 0
         for split, rows in rows_of.items():
             n = sum(1 for i in rows if i in done)
-            decoded[split] = everything.skip(start).take(n)
+            decoded[split] = (everything.skip(start).take(n), order)
             start += n
-    else:
+    elif mode == "disk":
+        done = set()
         for split, rows in rows_of.items():
             # One cache per split, so an epoch reads only its own split from disk.
-            key = _key([files[i] for i in rows], [sizes[i] for i in rows] if sizes else None, orientations, image_size)
-            target = _cache_target(cache, len(files), image_size, f"{split}-{key}", cache_dir)
-            decoded[split] = decode(rows, target)
-            if target is not None:
-                done_in_split, _ = pipeline.fill_cache(decoded[split])
-                failed |= set(rows) - {rows[j] for j in done_in_split}
-    pipes: dict[str, Any] = {}
-    for split, rows in rows_of.items():
-        buffer = len(rows) if in_memory or cache == "none" else min(len(rows), 4096)
-        pipes[split] = pipeline.batched(
-            decoded[split], batch_size, training=split == "train", seed=seed, augmentation=augmentation, shuffle_buffer=buffer
-        )
-    skipped += [(files[i], "cannot be decoded (corrupt or truncated)") for i in sorted(failed)]
-    used = [i for i in range(len(files)) if i not in failed]
+            key = _files_key(
+                split, [files[i] for i in rows], [sizes[i] for i in rows], [stamps[i] for i in rows],
+                [labels[i] for i in rows], [probes[i] for i in rows], image_size, channels,
+            )
+            ds = decode(rows, _disk_cache(key, cache_dir))
+            done |= {rows[j] for j in pipeline.fill_cache(ds)}
+            decoded[split] = (ds, rows)
+    else:
+        # No cache to fill, so one pass through the same decoders, keeping nothing, finds the
+        # files that cannot be decoded (the cost of one more epoch's decoding); the pipelines
+        # then read only the others.
+        order = [i for rows in rows_of.values() for i in rows]
+        done = {order[j] for j in pipeline.fill_cache(decode(order, None))}
+        for split, rows in rows_of.items():
+            good = [i for i in rows if i in done]
+            decoded[split] = (decode(good, None), good)
+    failed = sorted(set(range(len(files))) - done)
+    skipped += [(files[i], pipeline.decode_problem(files[i], image_size, probes[i], channels)) for i in failed]
+    used = [i for i in range(len(files)) if i in done]
     if failed:
         for split in ("train", "val"):
             if not any(splits[i] == split for i in used):
                 raise DataError(
                     f"no image of the {split} split of {source} can be decoded "
-                    f"(e.g. {files[min(failed)]!r}); run `transferkit doctor --data {source}`"
+                    f"(e.g. {files[failed[0]]!r}); run `transferkit doctor --data {source}`"
                 )
+    pipes: dict[str, Any] = {}
+    for split, (ds, rows) in decoded.items():
+        n = sum(1 for i in used if splits[i] == split)
+        buffer = n if mode != "disk" else min(n, 4096)
+        pipes[split] = pipeline.batched(
+            ds, [labels[i] for i in rows], batch_size, training=split == "train", seed=seed,
+            augmentation=augmentation, shuffle_buffer=buffer,
+        )
     files = [files[i] for i in used]
     labels_used = [labels[i] for i in used]
     splits = [splits[i] for i in used]
     notes: list[str] = []
-    groups = find_duplicates(files, [sizes[i] for i in used] if sizes else None)
+    groups = find_duplicates(files, [sizes[i] for i in used])
     across = [g for g in groups if len({splits[i] for i in g}) > 1]
     if across:
         notes.append(
@@ -345,36 +374,56 @@ def _check_usable(index: FolderIndex, keep: list[int], bad: list[Any]) -> None:
 
 
 def _load_tfds(
-    source: str, image_size: int, batch_size: int, val_split: float, seed: int, augmentation: Any,
+    source: str, image_size: int, channels: int, batch_size: int, val_split: float, seed: int, augmentation: Any,
     class_weight: str | None, data_dir: str | None, tfds_splits: str | None, cache: str, cache_dir: str | None,
 ) -> DataBundle:
+    import numpy as np
+    import tensorflow as tf
+
     from transferkit.data import pipeline
     from transferkit.data.tfds_source import open_tfds
 
     src = open_tfds(source, data_dir, tfds_splits, val_split)
+    # Every example's label, read without decoding any image: the manifest and class weights
+    # need them whatever the cache.
+    labels_of = {split: src.labels(split) for split in src.splits}
+    # Our split -> (the tfds split read, the indices of its examples that belong to it).
+    parts = {split: (split, list(range(len(labels)))) for split, labels in labels_of.items()}
     pipes: dict[str, Any] = {}
     files: list[str] = []
     labels: list[int] = []
     splits: list[str] = []
     for split in SPLITS:
-        if split not in src.splits:
+        if split not in parts:
             continue
-        n = src.count(split) or 0
-        key = _key(source, src.builder.data_dir, src.splits[split], image_size)
-        target = _cache_target(cache, n, image_size, f"tfds-{split}-{key}", cache_dir)
-        decoded = pipeline.decoded_tensor_dataset(src.dataset(split), image_size, target)
-        if target is not None:
-            done, ys = pipeline.fill_cache(decoded)
-        else:
-            done, ys = list(range(n)), [0] * n
-        files += [f"tfds:{src.name}/{src.splits[split]}/{i}" for i in done]
-        labels += ys
+        read, rows = parts[split]
+        split_labels = [labels_of[read][i] for i in rows]
+        key = _key(
+            pipeline.CACHE_VERSION, source, src.builder.data_dir, str(src.builder.version), src.splits[read],
+            rows, split_labels, image_size, channels,
+        )
+        mode = _cache_mode(cache, len(rows), image_size, channels)
+        target = _disk_cache(f"tfds-{split}-{key}", cache_dir) if mode == "disk" else mode
+        # Each example's position in ``rows`` (-1: another split's), chosen before decoding.
+        position = np.full(len(labels_of[read]), -1, np.int32)
+        position[rows] = np.arange(len(rows), dtype=np.int32)
+        table = tf.constant(position)
+        examples = src.examples(read).enumerate().map(lambda i, xy: (tf.gather(table, i), xy[0]))
+        if len(rows) < len(position):
+            examples = examples.filter(lambda j, x: j >= 0)
+        decoded = pipeline.decoded_tensor_dataset(examples, image_size, src.decode_image, channels, target)
+        # tfds wrote these images itself when preparing the dataset, so without a cache to fill
+        # no checking pass is made.
+        done = pipeline.fill_cache(decoded) if target is not None else list(range(len(rows)))
+        files += [f"tfds:{src.name}/{src.splits[read]}/{rows[j]}" for j in done]
+        labels += [split_labels[j] for j in done]
         splits += [split] * len(done)
-        if split in ("train", "val") and target is not None and not done:
-            raise DataError(f"the {split} split of {source} ({src.splits[split]}) has no examples")
+        if split in ("train", "val") and not done:
+            raise DataError(f"the {split} split of {source} ({src.splits[read]}) has no examples")
         buffer = len(done) if target == "memory" else min(max(len(done), 1), 4096)
         pipes[split] = pipeline.batched(
-            decoded, batch_size, training=split == "train", seed=seed, augmentation=augmentation, shuffle_buffer=buffer
+            decoded, split_labels, batch_size, training=split == "train", seed=seed, augmentation=augmentation,
+            shuffle_buffer=buffer,
         )
     weights = (
         class_weights([y for y, s in zip(labels, splits) if s == "train"], len(src.class_names))

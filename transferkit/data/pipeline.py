@@ -1,5 +1,8 @@
-"""tf.data pipelines: decode at reduced size, EXIF orientation, resize, cache, shuffle, batch,
-augment, prefetch.
+"""tf.data pipelines: decode at reduced size, EXIF orientation, resize, grey, cache, shuffle,
+batch, augment, prefetch.
+
+:func:`decode_files` is the one road from image files to tensors: training, prediction,
+evaluation and feature extraction all take it.
 
 The decode is the hot path. Big JPEGs are decoded with DCT scaling (``ratio`` 2, 4 or 8: the
 decoder skips most of the work) to the smallest size that still covers the target; the decoded,
@@ -18,10 +21,15 @@ import keras
 import tensorflow as tf
 
 from transferkit.data.augment import STEPS as GEOMETRIC, RandomAffine
+from transferkit.data.probe import Probe, probe_files
 from transferkit.errors import ConfigError
 
 AUTOTUNE = tf.data.AUTOTUNE
 _RATIOS = (1, 2, 4, 8)
+# Part of every disk cache key: bump it when what a cache entry holds, or what decode_files gives
+# for the same file and settings (decoders, resizing, orientation, grey), changes: no cache made
+# by older code is then read.
+CACHE_VERSION = 2
 # What `--augment` accepts: name -> (default strength, layer factory). The geometric ones mean
 # what Keras' RandomFlip/Rotation/Zoom/Translation mean; build_augmentation fuses their runs.
 AUGMENTATIONS = {
@@ -218,14 +226,28 @@ def square_resize(image: tf.Tensor, image_size: int, antialias: bool | None = No
     return tf.saturate_cast(tf.round(image), tf.uint8)
 
 
+def to_channels(image: tf.Tensor, channels: int) -> tf.Tensor:
+    """An RGB uint8 image with ``channels`` channels: 3 as is, 1 grey (ITU-R 601 luma, rounded).
+
+    The only grey conversion: every road to tensors (files, tensorflow-datasets) ends here.
+    """
+    if channels == 3:
+        return image
+    if channels != 1:
+        raise ConfigError(f"channels must be 1 (grey) or 3 (RGB), got {channels}")
+    grey = tf.image.rgb_to_grayscale(tf.cast(image, tf.float32))
+    return tf.saturate_cast(tf.round(grey), tf.uint8)
+
+
 def load_image(
     path: tf.Tensor,
     image_size: int,
     format_code: tf.Tensor | int = 0,
     orientation: tf.Tensor | int = 1,
     ratio: int | None = None,
+    channels: int = 3,
 ) -> tf.Tensor:
-    """Reads an image file as an upright ``image_size x image_size x 3`` uint8 RGB square.
+    """Reads an image file as an upright ``image_size x image_size x channels`` uint8 square.
 
     Python ints for ``format_code``, ``orientation`` and ``ratio`` (known from the probe) give
     a branch-free graph; tensors decide per image.
@@ -237,13 +259,9 @@ def load_image(
     image = square_resize(image, image_size, antialias)
     # Orientation after the square crop and resize: flips and quarter turns commute with both.
     image = apply_orientation(image, orientation)
-    image.set_shape([image_size, image_size, 3])
+    image = to_channels(image, channels)
+    image.set_shape([image_size, image_size, channels])
     return image
-
-
-def decode_and_resize(path: tf.Tensor, image_size: int) -> tf.Tensor:
-    """Reads an image file as ``image_size x image_size x 3`` uint8 RGB (format sniffed, no EXIF)."""
-    return load_image(path, image_size)
 
 
 def _map(ds: tf.data.Dataset, fn: Any, **kwargs: Any) -> tf.data.Dataset:
@@ -252,51 +270,67 @@ def _map(ds: tf.data.Dataset, fn: Any, **kwargs: Any) -> tf.data.Dataset:
     return ds.map(tf.autograph.experimental.do_not_convert(fn), **kwargs)
 
 
-def decoded_dataset(
+def decode_files(
     files: Sequence[str],
-    labels: Sequence[int],
     image_size: int,
-    formats: Sequence[int] | None = None,
-    orientations: Sequence[int] | None = None,
-    cache: str | None = "memory",
-    ratios: Sequence[int] | None = None,
+    channels: int = 3,
+    cache: str | None = None,
+    *,
+    probes: Sequence[Probe] | None = None,
+    batch_size: int | None = None,
 ) -> tf.data.Dataset:
-    """Unbatched ``(index, uint8 image, int32 label)``, decoded in parallel.
+    """The one road from image files to tensors: ``(index, uint8 image)`` per file, in order.
 
-    Files are grouped by (format, JPEG ratio) and each group gets its own branch-free decoder
-    (orientation too when the whole group has one), all decoding at once; the output keeps the
-    files' order. A file that
-    fails to decode is dropped (never stops an epoch); its index is missing from the output,
-    which is how :func:`fill_cache` finds it. ``cache`` is ``"memory"``, a file prefix for an
-    on-disk cache, or None.
+    Training and validation (:func:`transferkit.data.load_data`), prediction and evaluation
+    (``predict_files``) and feature extraction (``file_features``) all decode here, so a file
+    gives the same tensor whoever asks. The steps: the header probe (format, JPEG size, EXIF
+    orientation; pass ``probes`` when already done), then files grouped by (format, JPEG DCT
+    ratio), each group with its own branch-free decoder (orientation too when the whole group
+    has one), all decoding at once; centre square crop and resize; orientation; ``channels``
+    (:func:`to_channels`).
+
+    ``index`` is the file's position in ``files``. A file whose probe found a problem, or that
+    fails to decode, is missing from the output (it never stops an epoch): :func:`fill_cache`
+    finds them. Labels are not part of it: callers attach them by index after the cache
+    (:func:`batched`), so a cached image never carries a stale label.
+
+    Args:
+        files: Image paths.
+        image_size: Side of the square output.
+        channels: 3 (RGB) or 1 (grey).
+        cache: ``"memory"``, a file prefix for an on-disk cache, or None.
+        probes: :func:`transferkit.data.probe.probe_files` of ``files``; probed here when None.
+        batch_size: Batches of ``(indices, images)`` after the cache when given.
     """
-    n = len(files)
-    formats = list(formats) if formats is not None else [0] * n
-    orientations = list(orientations) if orientations is not None else [1] * n
+    if channels not in (1, 3):
+        raise ConfigError(f"channels must be 1 (grey) or 3 (RGB), got {channels}")
+    probes = list(probes) if probes is not None else probe_files(files)
     # Not by orientation too: every decoder costs a trace, and a per-image flip is cheap.
     groups: dict[tuple[int, int | None], list[int]] = defaultdict(list)
-    for i in range(n):
-        groups[(formats[i], ratios[i] if ratios is not None and formats[i] == 1 else None)].append(i)
-    choice = [0] * n  # the group of each file
+    for i, p in enumerate(probes):
+        if not p.problem:
+            ratio = jpeg_ratio(p.width, p.height, image_size) if p.format_code == 1 else None
+            groups[(p.format_code, ratio)].append(i)
+    order = sorted(i for rows in groups.values() for i in rows)
+    choice = {}  # the group of each file
     parts = []
     for group, ((fmt, ratio), rows) in enumerate(groups.items()):
         for i in rows:
             choice[i] = group
-        turns = {orientations[i] for i in rows}
+        turns = {probes[i].orientation for i in rows}
         fixed = turns.pop() if len(turns) == 1 else None  # else each image's own
         part = tf.data.Dataset.from_tensor_slices(
             (
                 tf.constant(rows, tf.int32),
                 tf.constant([files[i] for i in rows], tf.string),
-                tf.constant([labels[i] for i in rows], tf.int32),
-                tf.constant([orientations[i] for i in rows], tf.int32),
+                tf.constant([probes[i].orientation for i in rows], tf.int32),
             )
         )
         parts.append(
             _map(
                 part,
-                lambda i, p, y, o, f=fmt, r=ratio, fixed=fixed: (
-                    i, load_image(p, image_size, f, o if fixed is None else fixed, r), y
+                lambda i, p, o, f=fmt, r=ratio, fixed=fixed: (
+                    i, load_image(p, image_size, f, o if fixed is None else fixed, r, channels)
                 ),
                 num_parallel_calls=AUTOTUNE,
                 deterministic=True,
@@ -304,57 +338,53 @@ def decoded_dataset(
         )
     if not parts:
         ds = tf.data.Dataset.from_tensor_slices(
-            (tf.zeros([0], tf.int32), tf.zeros([0, image_size, image_size, 3], tf.uint8), tf.zeros([0], tf.int32))
+            (tf.zeros([0], tf.int32), tf.zeros([0, image_size, image_size, channels], tf.uint8))
         )
     elif len(parts) == 1:
         ds = parts[0]
     else:
         # Interleaved in file order, so the groups decode in parallel rather than one after the
         # other (each small group would drain the pipeline), and a split is a contiguous run.
-        ds = tf.data.Dataset.choose_from_datasets(parts, tf.data.Dataset.from_tensor_slices(tf.constant(choice, tf.int64)))
-    return _cached(ds.ignore_errors(), cache)
+        ds = tf.data.Dataset.choose_from_datasets(
+            parts, tf.data.Dataset.from_tensor_slices(tf.constant([choice[i] for i in order], tf.int64))
+        )
+    ds = _cached(ds.ignore_errors(), cache)
+    return ds if batch_size is None else ds.batch(batch_size)
 
 
-def decoded_files(
-    files: Sequence[str],
-    image_size: int,
-    probes: Sequence[Any],
-    labels: Sequence[int] | None = None,
-    cache: str | None = None,
+def decode_problem(file: str, image_size: int, probe: Probe, channels: int = 3) -> str:
+    """Why :func:`decode_files` left ``file`` out: its decoder's error, run again on it alone."""
+    ratio = jpeg_ratio(probe.width, probe.height, image_size) if probe.format_code == 1 else None
+    try:
+        load_image(tf.constant(file), image_size, probe.format_code, probe.orientation, ratio, channels)
+    except (tf.errors.OpError, ValueError) as err:
+        message = (getattr(err, "message", None) or str(err)).strip().splitlines()
+        return f"cannot be decoded ({message[0] if message else type(err).__name__})"
+    return "cannot be decoded (failed in the decoding pass)"
+
+
+def decoded_tensor_dataset(
+    examples: tf.data.Dataset, image_size: int, decode: Any, channels: int = 3, cache: str | None = "memory"
 ) -> tf.data.Dataset:
-    """:func:`decoded_dataset` of probed files, each decoded with what its probe
-    (:func:`transferkit.data.probe.probe_files`) says: format, EXIF orientation and JPEG
-    scale-down. Training, prediction and feature extraction all decode through here, so a file
-    gives the same pixels in each.
-    """
-    return decoded_dataset(
-        files,
-        list(labels) if labels is not None else [0] * len(files),
-        image_size,
-        [p.format_code for p in probes],
-        [p.orientation for p in probes],
-        cache,
-        [jpeg_ratio(p.width, p.height, image_size) for p in probes],
-    )
-
-
-def decoded_tensor_dataset(images: tf.data.Dataset, image_size: int, cache: str | None = "memory") -> tf.data.Dataset:
-    """Like :func:`decoded_dataset` for ``(image tensor, label)`` elements (tensorflow-datasets)."""
+    """Like :func:`decode_files` for ``(index, encoded image)`` elements of tensorflow-datasets:
+    ``decode`` (the dataset's own image decoder), then the same square resize and
+    :func:`to_channels`."""
     ds = _map(
-        images.enumerate(),
-        lambda i, xy: (tf.cast(i, tf.int32), _square_from_tensor(xy[0], image_size), tf.cast(xy[1], tf.int32)),
+        examples,
+        lambda i, x: (tf.cast(i, tf.int32), _square_from_tensor(decode(x), image_size, channels)),
         num_parallel_calls=AUTOTUNE,
         deterministic=True,
     ).ignore_errors()
     return _cached(ds, cache)
 
 
-def _square_from_tensor(image: tf.Tensor, image_size: int) -> tf.Tensor:
+def _square_from_tensor(image: tf.Tensor, image_size: int, channels: int) -> tf.Tensor:
     image = tf.convert_to_tensor(image)
     if image.shape.rank == 3 and image.shape[-1] == 1:
         image = tf.image.grayscale_to_rgb(image)
     image = square_resize(tf.cast(image, tf.float32), image_size)
-    image.set_shape([image_size, image_size, 3])
+    image = to_channels(image, channels)
+    image.set_shape([image_size, image_size, channels])
     return image
 
 
@@ -367,31 +397,32 @@ def _cached(ds: tf.data.Dataset, cache: str | None) -> tf.data.Dataset:
     return ds
 
 
-def fill_cache(ds: tf.data.Dataset) -> tuple[list[int], list[int]]:
-    """One full pass over a :func:`decoded_dataset`, filling its cache: the indices that decoded
-    and their labels."""
+def fill_cache(ds: tf.data.Dataset) -> list[int]:
+    """One full pass over a :func:`decode_files` dataset, filling its cache (if any): the
+    indices that decoded."""
     done: list[int] = []
-    labels: list[int] = []
-    for i, y in _map(ds, lambda i, x, y: (i, y)).batch(1024).prefetch(2):
+    for i in _map(ds, lambda i, x: i).batch(1024).prefetch(2):
         done.extend(i.numpy().tolist())
-        labels.extend(y.numpy().tolist())
-    return done, labels
+    return done
 
 
 def batched(
     decoded: tf.data.Dataset,
+    labels: Sequence[int],
     batch_size: int,
     training: bool,
     seed: int = 0,
     augmentation: Any = None,
     shuffle_buffer: int = 1024,
 ) -> tf.data.Dataset:
-    """Batches of ``(float32 0-255 images, int32 labels)`` from a :func:`decoded_dataset`.
+    """Batches of ``(float32 0-255 images, int32 labels)`` from a :func:`decode_files` dataset;
+    ``labels[index]`` is each image's label.
 
     Training data is reshuffled every epoch (seeded) and augmented after the cache; validation
     and test data never.
     """
-    ds = _map(decoded, lambda i, x, y: (x, y))
+    table = tf.constant(list(labels) or [0], tf.int32)
+    ds = _map(decoded, lambda i, x: (x, tf.gather(table, i)))
     if training:
         ds = ds.shuffle(max(shuffle_buffer, 1), seed=seed, reshuffle_each_iteration=True)
     ds = ds.batch(batch_size)
@@ -399,25 +430,3 @@ def batched(
     if training and augmentation is not None:
         ds = ds.map(lambda x, y: (augmentation(x, training=True), y), num_parallel_calls=AUTOTUNE)
     return ds.prefetch(AUTOTUNE)
-
-
-def make_dataset(
-    files: Sequence[str],
-    labels: Sequence[int],
-    image_size: int,
-    batch_size: int,
-    training: bool,
-    seed: int = 0,
-    augmentation: Any = None,
-    formats: Sequence[int] | None = None,
-    orientations: Sequence[int] | None = None,
-    cache: str | None = "memory",
-    ratios: Sequence[int] | None = None,
-) -> tf.data.Dataset:
-    """Batches of ``(float32 0-255 images, int32 labels)`` straight from files (no pre-pass).
-
-    Decoded, resized images are cached after the first pass; files that fail to decode are
-    dropped rather than stopping the run.
-    """
-    decoded = decoded_dataset(files, labels, image_size, formats, orientations, cache, ratios)
-    return batched(decoded, batch_size, training, seed, augmentation, shuffle_buffer=len(files))

@@ -48,11 +48,27 @@ class TfdsSource:
         ds = self.builder.as_dataset(split=self.splits[split], shuffle_files=False)
         return ds.map(lambda ex: (ex[self.image_key], ex[self.label_key]))
 
-    def count(self, split: str) -> int | None:
-        try:
-            return int(self.builder.info.splits[self.splits[split]].num_examples)
-        except (KeyError, ValueError, TypeError):
-            return None
+    def examples(self, split: str) -> Any:
+        """``(encoded image, label)`` pairs of one of our splits, in a fixed order: no image is
+        decoded (:meth:`decode_image` does that), so labels are cheap to read and examples cheap
+        to select before decoding."""
+        import tensorflow_datasets as tfds
+
+        ds = self.builder.as_dataset(
+            split=self.splits[split], shuffle_files=False, decoders={self.image_key: tfds.decode.SkipDecoding()}
+        )
+        return ds.map(lambda ex: (ex[self.image_key], ex[self.label_key]))
+
+    def decode_image(self, encoded: Any) -> Any:
+        """The dataset's own decoder for an encoded image of :meth:`examples`."""
+        return self.builder.info.features[self.image_key].decode_example(encoded)
+
+    def labels(self, split: str) -> list[int]:
+        """The label of every example of one of our splits, in :meth:`examples` order."""
+        out: list[int] = []
+        for y in self.examples(split).map(lambda x, y: y).batch(4096).prefetch(2):
+            out.extend(int(v) for v in y.numpy())
+        return out
 
 
 def open_tfds(

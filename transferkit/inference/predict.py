@@ -1,5 +1,5 @@
 """Prediction: image paths from files, folders and CSVs, and class probabilities of a model on
-them, decoded exactly as training decodes (:func:`transferkit.data.pipeline.decoded_dataset`)."""
+them, decoded exactly as training decodes (:func:`transferkit.data.pipeline.decode_files`)."""
 
 from __future__ import annotations
 
@@ -48,20 +48,14 @@ def predict_files(model: Any, files: list[str], batch_size: int = 32) -> tuple[n
     import tensorflow as tf
 
     from transferkit.data import pipeline
-    from transferkit.data.probe import probe_files
     from transferkit.transfer.features import feature_fn
 
     size, channels = model.input_shape[1], model.input_shape[-1]
-    probes = probe_files(files)
-    ok = [i for i, p in enumerate(probes) if not p.problem]
-    decoded = pipeline.decoded_files([files[i] for i in ok], size, [probes[i] for i in ok])
+    decoded = pipeline.decode_files(files, size, channels, batch_size=batch_size)
     run = feature_fn(model)
     probs, done = [], []
-    for index, images, _ in decoded.batch(batch_size).prefetch(2):
-        images = tf.cast(images, tf.float32)
-        if channels == 1:
-            images = tf.image.rgb_to_grayscale(images)
-        out = run(images)
+    for index, images in decoded.prefetch(2):
+        out = run(tf.cast(images, tf.float32))
         probs.append(np.asarray(out[0] if isinstance(out, (list, tuple)) else out, np.float32))
-        done += [ok[j] for j in index.numpy().tolist()]
+        done += index.numpy().tolist()
     return (np.concatenate(probs) if probs else np.zeros((0, output_width(model)), np.float32)), done

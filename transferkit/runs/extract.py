@@ -92,7 +92,7 @@ def train_extract(config: ExtractConfig, verbose: int = 1) -> ExtractResult:
         ConfigError, DataError, WeightsError: as one-line user errors.
     """
     from transferkit.data import load_data
-    from transferkit.models import build_model, checked_image_size
+    from transferkit.models import build_model, checked_image_size, get_model_info
     from transferkit.transfer import freeze, split_head
 
     if config.epochs < 1:
@@ -111,8 +111,10 @@ def train_extract(config: ExtractConfig, verbose: int = 1) -> ExtractResult:
     options = config.data_options.kwargs()
     if from_files:
         options["cache"] = "none"
+    channels = config.channels or get_model_info(config.base).input_shape[2]
     data = load_data(
-        config.data, size, config.batch_size, config.val_split, config.seed, config.augment, **options
+        config.data, size, config.batch_size, config.val_split, config.seed, config.augment,
+        channels=channels, **options,
     )
     keras.utils.set_random_seed(config.seed)
     head_args: dict[str, Any] = {"dropout": config.dropout, "hidden_units": tuple(config.hidden_units)}
@@ -121,7 +123,6 @@ def train_extract(config: ExtractConfig, verbose: int = 1) -> ExtractResult:
     model = build_model(config.base, data.num_classes, config.weights, size, config.channels, **head_args)
     freeze(model)
     extractor, head = split_head(model)
-    channels = model.input_shape[-1]
     log(
         f"transferkit: extract, {config.base} ({config.weights or 'random init'}) frozen, new head on "
         f"{data.count('train')} training / {data.count('val')} validation images, {data.num_classes} classes, {size}px"
@@ -132,8 +133,6 @@ def train_extract(config: ExtractConfig, verbose: int = 1) -> ExtractResult:
             "transferkit: augmentation is on, so every epoch sees new pixels and the base's features "
             "cannot be cached: they are recomputed each epoch (slower; pass --no-augment to cache them)"
         )
-        if channels == 1:
-            data = data.grey()
         model.compile(optimizer=keras.optimizers.Adam(config.lr), **compile_args)
         h = model.fit(data.train, validation_data=data.val, epochs=config.epochs, verbose=verbose,
                       class_weight=data.class_weight, shuffle=False)

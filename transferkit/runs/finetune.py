@@ -188,14 +188,12 @@ def _finetune(
     out_dir = _out_dir(config, settings, chief)
     data = load_data(
         config.data, size, config.batch_size, config.val_split, config.seed, config.augment,
-        **config.data_options.kwargs(),
+        channels=config.channels or get_model_info(config.base).input_shape[2], **config.data_options.kwargs(),
     )
     keras.utils.set_random_seed(config.seed)
     model = build_model(
         config.base, data.num_classes, config.weights, size, config.channels, dropout=config.dropout
     )
-    if model.input_shape[-1] == 1:
-        data = data.grey()
     log = (lambda msg: print(msg, file=sys.stderr)) if verbose else (lambda msg: None)
     log(
         f"transferkit: {config.base} ({config.weights or 'random init'}) on {data.count('train')} "

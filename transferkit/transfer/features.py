@@ -127,19 +127,14 @@ def file_features(
     import tensorflow as tf
 
     from transferkit.data import pipeline
-    from transferkit.data.probe import probe_files
 
     digests = [file_digest(f) for f in files]
     missing = [i for i, d in enumerate(digests) if d not in store.table]
     if missing:
-        probes = probe_files([files[i] for i in missing])
-        decoded = pipeline.decoded_files([files[i] for i in missing], image_size, probes)
+        decoded = pipeline.decode_files([files[i] for i in missing], image_size, channels, batch_size=batch_size)
         run = feature_fn(extractor)
-        for index, images, _ in decoded.batch(batch_size).prefetch(2):
-            images = tf.cast(images, tf.float32)
-            if channels == 1:
-                images = tf.image.rgb_to_grayscale(images)
-            out = np.asarray(run(images), dtype=np.float32)
+        for index, images in decoded.prefetch(2):
+            out = np.asarray(run(tf.cast(images, tf.float32)), dtype=np.float32)
             for j, row in zip(index.numpy().tolist(), out):
                 store.table[digests[missing[j]]] = row
         store.save()
@@ -154,15 +149,12 @@ def file_features(
     return features, ok, len(missing)
 
 
-def dataset_features(extractor: keras.Model, dataset: Any, channels: int = 3) -> tuple[np.ndarray, np.ndarray]:
-    """Features and labels of every batch of an (unaugmented) ``(images, labels)`` dataset."""
-    import tensorflow as tf
-
+def dataset_features(extractor: keras.Model, dataset: Any) -> tuple[np.ndarray, np.ndarray]:
+    """Features and labels of every batch of an (unaugmented) ``(images, labels)`` dataset
+    (images with the extractor's channels: ``load_data(channels=...)``)."""
     run = feature_fn(extractor)
     feats, labels = [], []
     for images, y in dataset:
-        if channels == 1:
-            images = tf.image.rgb_to_grayscale(images)
         feats.append(np.asarray(run(images), np.float32).reshape(len(y), -1))
         labels.append(np.asarray(y))
     return np.concatenate(feats), np.concatenate(labels)
@@ -207,8 +199,8 @@ def data_features(
         train, val = ((feats[(splits == s) & ok], labels[(splits == s) & ok]) for s in ("train", "val"))
         bad = tuple(f for f, good in zip(files, ok) if not good)
         return DataFeatures(train, val, computed, int(ok.sum()) - computed, bad)
-    train = dataset_features(extractor, data.train, channels)
-    val = dataset_features(extractor, data.val, channels)
+    train = dataset_features(extractor, data.train)
+    val = dataset_features(extractor, data.val)
     return DataFeatures(train, val, len(train[1]) + len(val[1]))
 
 
