@@ -86,15 +86,61 @@ def test_duplicates_across_splits_are_reported(small_folder: Path, tmp_path: Pat
 def test_tfds_through_mock_data(tmp_path: Path) -> None:
     tfds = pytest.importorskip("tensorflow_datasets")
     with tfds.testing.mock_data(num_examples=6):
-        data = load_data("tfds:oxford_flowers102", SIZE, 4, 0.2, 0, augment=True, data_dir=str(tmp_path), class_weight="auto")
+        data = load_data(
+            "tfds:oxford_flowers102", SIZE, 4, 0.2, 0, augment=True, data_dir=str(tmp_path), class_weight="auto",
+            tfds_splits="train=train,val=validation",
+        )
         assert len(data.class_names) == 102
         x, y = next(iter(data.train))
         assert x.shape[1:] == (SIZE, SIZE, 3) and y.dtype.name == "int32"
-        # Mocked data has no split metadata: train and validation, no test split.
         assert data.count("train") == 6 and data.count("val") == 6 and data.test is None
         assert data.class_weight is not None
         mapped = load_data("tfds:oxford_flowers102", SIZE, 4, 0.2, 0, augment=False, data_dir=str(tmp_path), tfds_splits="train=train[:50%],val=test")
         assert mapped.extra["tfds_splits"] == {"train": "train[:50%]", "val": "test"}
+
+
+def _tfds_metadata(root: Path, name: str, splits: dict[str, int]) -> Path:
+    """The metadata files tfds reads for a prepared dataset, declaring only ``splits``; with
+    ``mock_data(policy=USE_FILES, data_dir=root)`` the mocked dataset has exactly those splits."""
+    import tensorflow_datasets as tfds
+    from tensorflow_datasets.core import naming, splits as splits_lib
+
+    with tfds.testing.mock_data(policy=tfds.testing.MockPolicy.USE_CODE):
+        builder = tfds.builder(name)
+        folder = root / name / str(builder.version)
+        folder.mkdir(parents=True)
+        template = naming.ShardedFileTemplate(data_dir=folder, dataset_name=name, filetype_suffix="tfrecord")
+        builder.info.set_splits(splits_lib.SplitDict([
+            splits_lib.SplitInfo(name=s, shard_lengths=[n], num_bytes=0, filename_template=template.replace(split=s))
+            for s, n in splits.items()
+        ]))
+        builder.info.write_to_directory(folder)
+    return root
+
+
+def test_tfds_without_validation_split_carves_it_from_train_stratified(tmp_path: Path) -> None:
+    tfds = pytest.importorskip("tensorflow_datasets")
+    meta = _tfds_metadata(tmp_path / "meta", "horses_or_humans", {"train": 40, "test": 40})
+    with tfds.testing.mock_data(num_examples=40, policy=tfds.testing.MockPolicy.USE_FILES, data_dir=str(meta)):
+        builder = tfds.builder("horses_or_humans")
+        assert set(builder.info.splits.keys()) == {"train", "test"}
+        truth = [int(ex["label"]) for ex in builder.as_dataset(split="train", shuffle_files=False)]
+        data = load_data("tfds:horses_or_humans", SIZE, 8, 0.25, seed=3, augment=False, cache="memory")
+        val_batches = [(x.numpy(), y.numpy()) for x, y in data.val]
+        train_labels = sorted(int(v) for _, y in data.train for v in y.numpy())
+    val = {int(f.rsplit("/", 1)[1]): y for f, y, s in zip(data.files, data.labels, data.splits) if s == "val"}
+    train = {int(f.rsplit("/", 1)[1]): y for f, y, s in zip(data.files, data.labels, data.splits) if s == "train"}
+    assert all(f.startswith("tfds:horses_or_humans/train/") for f, s in zip(data.files, data.splits) if s != "test")
+    assert not set(val) & set(train) and set(val) | set(train) == set(range(40))
+    assert all(truth[i] == y for i, y in {**train, **val}.items())
+    for c in (0, 1):  # each class gives a quarter of its examples, to the nearest one
+        n_class, n_val = truth.count(c), sum(1 for i in val if truth[i] == c)
+        assert n_val >= 1 and abs(n_val - 0.25 * n_class) <= 0.5
+    # The pipelines yield those examples: validation in example order, training in any order.
+    assert [int(v) for _, y in val_batches for v in y] == [truth[i] for i in sorted(val)]
+    assert train_labels == sorted(truth[i] for i in train)
+    assert sum(len(y) for _, y in val_batches) == len(val) and data.count("test") > 0
+    assert any("no validation split" in note and "carved" in note and "stratified" in note for note in data.notes)
 
 
 # ---- bad input: one-line DataError (the CLI turns it into exit code 2 with nothing written) ----

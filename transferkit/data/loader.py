@@ -49,7 +49,8 @@ class DataBundle:
         test: Test batches when the data has a test split, else None.
         class_weight: ``{label: weight}`` for ``model.fit`` with ``class_weight="auto"``, else None.
         duplicates: Groups of byte-identical files (paths).
-        notes: One-line warnings for the user (duplicates across splits, imbalance).
+        notes: One-line notes for the user (duplicates across splits, validation carved out
+            of a tfds train split).
         extra: Anything source-specific.
     """
 
@@ -383,12 +384,22 @@ def _load_tfds(
     from transferkit.data import pipeline
     from transferkit.data.tfds_source import open_tfds
 
-    src = open_tfds(source, data_dir, tfds_splits, val_split)
-    # Every example's label, read without decoding any image: the manifest and class weights
-    # need them whatever the cache.
+    src = open_tfds(source, data_dir, tfds_splits)
+    # Every example's label, read without decoding any image: carving needs them, and so do the
+    # manifest and class weights whatever the cache.
     labels_of = {split: src.labels(split) for split in src.splits}
     # Our split -> (the tfds split read, the indices of its examples that belong to it).
     parts = {split: (split, list(range(len(labels)))) for split, labels in labels_of.items()}
+    notes: list[str] = []
+    if "val" not in src.splits:
+        carved = stratified_split(labels_of["train"], val_split, seed, src.class_names)
+        parts["train"] = ("train", [i for i, s in enumerate(carved) if s == "train"])
+        parts["val"] = ("train", [i for i, s in enumerate(carved) if s == "val"])
+        notes.append(
+            f"{source} has no validation split: validation is {len(parts['val'][1])} examples carved out of "
+            f"its {src.splits['train']!r} split ({val_split:.0%} of each class, stratified, seed {seed}); "
+            f"training uses the other {len(parts['train'][1])}"
+        )
     pipes: dict[str, Any] = {}
     files: list[str] = []
     labels: list[int] = []
@@ -439,5 +450,6 @@ def _load_tfds(
         labels=tuple(labels),
         splits=tuple(splits),
         class_weight=weights,
-        extra={"tfds_splits": dict(src.splits)},
+        notes=tuple(notes),
+        extra={"tfds_splits": dict(src.splits), "val_carved_from": src.splits["train"] if notes else None},
     )

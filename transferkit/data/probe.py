@@ -104,6 +104,14 @@ def exif_orientation(tiff: bytes) -> int:
     return 1
 
 
+# Parsed by hand rather than with Pillow (Image.open(f).size and .getexif()), because the header
+# check runs on every file before every training run: benchmarks/indexing.py, index + header check
+# of 100,000 JPEGs, 6 interleaved runs on a shared 2-core machine: this parser 12.7 s median
+# (10.6 s best), Pillow on the already open file 35.6 s (28.9 s best), against 7-10 s for Keras'
+# image_dataset_from_directory to list the files alone. Pillow's open runs Python per file under
+# the GIL, so the thread pool cannot hide it. Both read the same width, height, channels and
+# orientation (checked on 20,000 generated JPEGs, the 243 hymenoptera photos, and all 8
+# orientations in RGB, grey and CMYK, also behind a 70 KB ICC profile).
 def _jpeg_header(head: bytes, f: BinaryIO) -> tuple[int, int, int, int]:
     """(width, height, components, orientation) from the segments before the first scan.
 

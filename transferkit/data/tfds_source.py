@@ -34,7 +34,11 @@ def parse_split_map(spec: str | None) -> dict[str, str]:
 
 @dataclass
 class TfdsSource:
-    """A prepared tensorflow-datasets dataset and the tfds splits behind train/val/test."""
+    """A prepared tensorflow-datasets dataset and the tfds splits behind train/val/test.
+
+    ``splits`` has no ``"val"`` when the dataset has no validation split (and none was mapped):
+    validation is then carved out of ``train`` by :func:`transferkit.data.load_data`.
+    """
 
     name: str
     builder: Any
@@ -72,12 +76,13 @@ class TfdsSource:
 
 
 def open_tfds(
-    source: str, data_dir: str | None = None, split_map: str | dict[str, str] | None = None, val_split: float = 0.2
+    source: str, data_dir: str | None = None, split_map: str | dict[str, str] | None = None
 ) -> TfdsSource:
     """Builds, downloads if needed and prepares ``tfds:NAME``.
 
-    Default splits: the dataset's ``train``; its ``validation`` (else ``test``, else the last
-    ``val_split`` of train); its ``test`` when distinct from validation.
+    Default splits: the dataset's ``train``, its ``validation`` (or ``val``) and its ``test``.
+    Without a validation split ``splits`` has no ``"val"``: :func:`transferkit.data.load_data`
+    then carves it out of train, stratified (never from ``test``, which would leave no unseen data).
 
     Raises:
         DataError: unknown name, a dataset that is not downloaded and cannot be downloaded
@@ -118,16 +123,9 @@ def open_tfds(
     if "train" not in mapping:
         mapping["train"] = "train"
     if "val" not in mapping:
-        for candidate in ("validation", "val", "test"):
-            if candidate in available:
-                mapping["val"] = candidate
-                break
-        else:
-            if available:  # only a train split: hold out its tail
-                cut = int(round(100 * (1 - val_split)))
-                mapping["train"], mapping["val"] = f"{mapping['train']}[:{cut}%]", f"{mapping['train']}[{cut}%:]"
-            else:  # no split metadata (e.g. mocked): tfds accepts any name
-                mapping["val"] = "validation"
-    if "test" not in mapping and "test" in available and mapping["val"] != "test":
+        found = [c for c in ("validation", "val") if c in available]
+        if found:
+            mapping["val"] = found[0]
+    if "test" not in mapping and "test" in available and mapping.get("val") != "test":
         mapping["test"] = "test"
     return TfdsSource(name, builder, mapping, tuple(str(n) for n in names), image_key, label_key)
