@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import json
 import re
 from pathlib import Path
 
 import transferkit as tk
+from transferkit.models.registry import parameter_counts
 
 DOCS = Path(__file__).resolve().parents[1] / "docs"
 
@@ -17,8 +17,6 @@ def test_models_doc_lists_every_model_with_its_pinned_count() -> None:
         m.group(1): int(m.group(2).replace(",", ""))
         for m in re.finditer(r"^\| `([a-z0-9_]+)` \| [a-z_]+ \| ([\d,]+) \|", overview, re.M)
     }
-    pinned: dict[str, int] = {}
-    for path in (Path(__file__).parent / "pinned").glob("*.json"):
-        pinned.update(json.loads(path.read_text()))
+    pinned = parameter_counts()
     assert set(table) == set(tk.list_models())
     assert table == {name: pinned[name] for name in table}

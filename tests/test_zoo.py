@@ -1,14 +1,15 @@
 """Checks parametrized over the registry itself: every registered name is built and run.
 
-Each family pins the parameter count of every name it registers in ``tests/pinned/<family>.json``
-(counts of ``create_model(name)``: the default input shape and the paper's number of classes).
+The package pins the parameter count of every registered name in ``transferkit/models/params.json``
+(counts of ``create_model(name)``: the default input shape and the paper's number of classes;
+``transferkit models`` prints them without building anything), and this module builds every name
+to check its pin.
 The smallest member of each family (``FAMILIES``) also goes through the training-side checks:
 gradients reach every weight, config and ``.keras`` round trips, freezing by stage.
 """
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import keras
@@ -16,6 +17,7 @@ import numpy as np
 import pytest
 
 import transferkit as tk
+from transferkit.models.registry import parameter_counts
 from transferkit.transfer import base_layers, frozen_prefix, stage_names
 from zoo_helpers import (
     assert_gradients_reach_every_weight,
@@ -55,20 +57,12 @@ FREEZE_SIDES = {
     "densenet_bc100_k12": (["stage3_transition_conv"], ["stage2_block16_conv2"]),  # into stage3
 }
 
-PINNED_DIR = Path(__file__).parent / "pinned"
 NAMES = tk.list_models()
 LARGE = 30_000_000  # classifiers above this many parameters are in the slow set
 VERY_DEEP = {"resnet1202"}  # few parameters but thousands of layers: about a minute per build
 
 
-def _pinned() -> dict[str, int]:
-    pinned: dict[str, int] = {}
-    for path in sorted(PINNED_DIR.glob("*.json")):
-        pinned.update(json.loads(path.read_text()))
-    return pinned
-
-
-PINNED = _pinned()
+PINNED = parameter_counts()
 
 
 def _is_large(name: str) -> bool:
@@ -90,7 +84,7 @@ def _small_shape(info: tk.ModelInfo) -> tuple[int, int, int]:
 
 @pytest.mark.parametrize("name", _params(NAMES))
 def test_parameter_count_is_pinned(name: str) -> None:
-    assert name in PINNED, f"pin the parameter count of {name} in tests/pinned/<family>.json"
+    assert name in PINNED, f"pin the parameter count of {name} in transferkit/models/params.json"
     assert tk.create_model(name).count_params() == PINNED[name]
 
 

@@ -5,13 +5,12 @@ Gradients, config and .keras round trips and freezing by stage: tests/test_zoo.p
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
 
 import pytest
 
 import keras
 import transferkit as tk
+from transferkit.models.registry import parameter_counts
 from keras.src.applications import densenet as keras_densenet
 from transferkit.models import densenet as dn
 from transferkit.models.weights import copy_weights_by_order, get_record
@@ -19,7 +18,7 @@ from zoo_helpers import assert_same, calibrate_batchnorm, images
 
 SMALL = (32, 32, 3)
 COMPAT = (64, 64, 3)
-PINNED = json.loads((Path(__file__).parents[1] / "pinned" / "densenet.json").read_text())
+PINNED = parameter_counts()
 
 
 @pytest.mark.parametrize(

@@ -6,8 +6,6 @@ Gradients, config and .keras round trips and freezing by stage: tests/test_zoo.p
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
 
 import h5py
 import keras
@@ -15,6 +13,7 @@ import numpy as np
 import pytest
 
 import transferkit as tk
+from transferkit.models.registry import parameter_counts
 from transferkit.models import resnet as rn
 from transferkit.transfer import base_layers, block_names, stage_names
 from transferkit.models.weights import copy_weights_by_order, get_record
@@ -29,7 +28,7 @@ from zoo_helpers import (
 
 SMALL = (32, 32, 3)
 COMPAT = (64, 64, 3)
-PINNED = json.loads((Path(__file__).parents[1] / "pinned" / "resnet.json").read_text())
+PINNED = parameter_counts()
 
 
 # --- parameter counts -------------------------------------------------------------------------

@@ -5,14 +5,13 @@ Gradients, config and .keras round trips and freezing by stage: tests/test_zoo.p
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
 
 import numpy as np
 import pytest
 
 import keras
 import transferkit as tk
+from transferkit.models.registry import parameter_counts
 from transferkit.models import resnet as rn
 from transferkit.models import wide_resnet as wrn
 from transferkit.transfer import base_layers
@@ -22,7 +21,7 @@ from zoo_helpers import assert_same, calibrate_batchnorm, images, layer_lines, p
 SMALL = (32, 32, 3)
 IMAGENET_SMALL = (64, 64, 3)
 SMALLEST = "wrn_40_1"
-PINNED = json.loads((Path(__file__).parents[1] / "pinned" / "wide_resnet.json").read_text())
+PINNED = parameter_counts()
 LARGE = 30_000_000
 
 

@@ -10,9 +10,12 @@ from __future__ import annotations
 
 import difflib
 import fnmatch
+import functools
+import json
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 from typing import Any
 
 from transferkit.errors import ConfigError
@@ -154,6 +157,16 @@ def list_models(pattern: str = "*", pretrained: bool = False) -> list[str]:
     if pretrained:
         names = [n for n in names if pretrained_tags(n)]
     return names
+
+
+@functools.cache
+def parameter_counts() -> dict[str, int]:
+    """The parameter count of every registered name's classifier (``create_model(name)`` at its
+    default input and classes), read from ``params.json`` beside this module without building
+    anything. ``tests/test_zoo.py`` builds every name and checks its count, so these cannot drift.
+    """
+    with open(Path(__file__).with_name("params.json"), encoding="utf-8") as f:
+        return dict(json.load(f))
 
 
 def aliases_of(name: str) -> list[str]:
