@@ -4,6 +4,9 @@ One module per command group in this package defines ``add_commands(subparsers)`
 subparsers whose ``func(args) -> int`` runs the command; the work itself is library code. A user
 mistake (any :class:`~transferkit.errors.TransferkitError`, or a usage error) prints one line and
 exits 2; an internal error prints one line naming a log file that holds the traceback, and exits 1.
+
+TensorFlow's native start-up logs are filtered out of stderr unless ``--verbose`` is given
+(anywhere on the command line); see :mod:`transferkit.cli.console`.
 """
 
 from __future__ import annotations
@@ -39,6 +42,10 @@ def build_parser() -> argparse.ArgumentParser:
     from transferkit._version import __version__
 
     parser.add_argument("--version", action="version", version=f"transferkit {__version__}")
+    parser.add_argument(
+        "--verbose", action="store_true",
+        help="show TensorFlow's native logs (hidden by default); may be given anywhere on the line",
+    )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for module in COMMAND_MODULES:
         importlib.import_module(module).add_commands(sub)
@@ -47,10 +54,22 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``transferkit`` console script; returns the exit code."""
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-    from transferkit.errors import TransferkitError
+    from transferkit.cli.console import native_logs_filtered
 
     argv = list(sys.argv[1:] if argv is None else argv)
+    verbose = "--verbose" in argv
+    if verbose:
+        argv = [a for a in argv if a != "--verbose"]
+        os.environ["TF_CPP_MIN_LOG_LEVEL"] = "0"
+    else:
+        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    with native_logs_filtered(not verbose):
+        return _run(argv)
+
+
+def _run(argv: list[str]) -> int:
+    from transferkit.errors import TransferkitError
+
     parser = build_parser()
     try:
         args = parser.parse_args(argv)

@@ -6,6 +6,7 @@ import argparse
 from typing import Any
 
 from transferkit.cli.args import add_data_arguments, config_from_args, positive_int
+from transferkit.cli.console import progress_verbosity
 
 
 def add_commands(sub: Any) -> None:
@@ -138,7 +139,7 @@ def run_finetune(args: argparse.Namespace) -> int:
     from transferkit.runs.finetune import FinetuneConfig, finetune
 
     config = config_from_args(FinetuneConfig, args)
-    result = finetune(config, verbose=0 if args.quiet else 1)
+    result = finetune(config, verbose=progress_verbosity(args.quiet))
     print(f"validation accuracy: {result.val_accuracy:.4f}")
     print(f"run folder: {result.out}" if result.out else "worker done (the chief writes the run folder)")
     return 0
@@ -154,7 +155,7 @@ def run_extract(args: argparse.Namespace) -> int:
         raise ConfigError(f"--hidden-units takes numbers like '256' or '512,256', got {args.hidden_units!r}") from None
     augment = args.augment_spec not in (None, "", "none", "off")
     config = config_from_args(ExtractConfig, args, hidden_units=hidden, augment=augment)
-    result = extract(config, verbose=0 if args.quiet else 1)
+    result = extract(config, verbose=progress_verbosity(args.quiet))
     print(f"validation accuracy: {result.val_accuracy:.4f}")
     print(f"run folder: {result.out}")
     return 0

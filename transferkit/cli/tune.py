@@ -8,6 +8,7 @@ import sys
 from typing import Any
 
 from transferkit.cli.args import add_data_arguments, data_options_from_args, weights_arg
+from transferkit.cli.console import progress_verbosity
 
 TUNER_NAMES = ("random", "bayesian", "hyperband")
 OBJECTIVE_NAMES = ("val_accuracy", "val_loss", "accuracy", "loss")
@@ -99,7 +100,7 @@ def run_tune(args: argparse.Namespace) -> int:
             data_options=data_options_from_args(args),
             distribute=args.distribute,
             executions_per_trial=args.executions_per_trial,
-            verbose=0 if args.quiet else 1,
+            verbose=progress_verbosity(args.quiet),
         )
     except KeyboardInterrupt:
         print(
