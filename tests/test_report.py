@@ -162,6 +162,22 @@ def tiny_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return out
 
 
+def test_finetune_writes_its_report_without_evaluate(tiny_run: Path) -> None:
+    # Written by finetune itself (the fixture runs no evaluate before this test).
+    folder = tiny_run / "report"
+    report = json.loads((folder / "report.json").read_text())
+    metrics = json.loads((tiny_run / "metrics.json").read_text())
+    # The same validation images as Keras' model.evaluate in the run, scored through predict's road.
+    assert report["num_images"] == metrics["num_val"]
+    assert abs(report["accuracy"] - metrics["val_accuracy"]) < 1e-6
+    assert np.asarray(report["confusion_matrix"]).sum() == metrics["num_val"]
+    phases = [row["phase"] for row in metrics["epochs"]]
+    assert phases == ["head", "fine_tune"] and "training_curves.png" in report["plots"]
+    for name in report["plots"]:
+        assert (folder / name).is_file()
+    assert (folder / "report.md").read_text().startswith("#")
+
+
 def test_evaluate_run_writes_report_into_run_folder(tiny_run: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     metrics_file = tmp_path / "metrics.json"
     assert main(["evaluate", "--model", str(tiny_run), "--output", str(metrics_file)]) == 0
@@ -208,3 +224,27 @@ def test_rewriting_a_report_removes_plots_it_no_longer_has(tmp_path: Path, photo
     write_report(tmp_path, Y_TRUE, PROBS, CLASSES, files=photos, history=HISTORY)
     report = write_report(tmp_path, Y_TRUE, PROBS, CLASSES)
     assert sorted(p.name for p in tmp_path.glob("*.png")) == sorted(report["plots"])
+
+
+def test_run_report_of_data_without_files_scores_the_validation_batches(tmp_path: Path) -> None:
+    # tensorflow-datasets sources have no files: the report scores the validation batches.
+    import types
+
+    import keras
+    import tensorflow as tf
+
+    from transferkit.runs.folder import write_val_report
+
+    rng = np.random.default_rng(0)
+    x = rng.uniform(0, 255, (10, 8, 8, 3)).astype("float32")
+    y = rng.integers(0, 3, 10).astype("int32")
+    inputs = keras.Input((8, 8, 3))
+    model = keras.Model(inputs, keras.layers.Dense(3, activation="softmax")(keras.layers.Flatten()(inputs)))
+    data = types.SimpleNamespace(
+        class_names=("a", "b", "c"), files=(), labels=(), splits=(),
+        val=tf.data.Dataset.from_tensor_slices((x, y)).batch(4),
+    )
+    report = write_val_report(tmp_path / "report", model, data, [])
+    expected = float((np.argmax(model.predict(x, verbose=0), axis=1) == y).mean())
+    assert report["num_images"] == 10 and abs(report["accuracy"] - expected) < 1e-9
+    assert "mistakes" not in report and (tmp_path / "report" / "confusion_matrix.png").is_file()

@@ -129,7 +129,8 @@ def write_run(
 
     The folder holds ``model.keras``, ``saved_model/``, ``labels.txt``, ``history.csv`` (when
     there are epoch rows), ``metrics.json``, ``config.json``, ``split.csv`` (when the data has a
-    manifest) and ``skipped.txt``; ``files`` adds JSON files by name, ``move_in`` moves folders in
+    manifest), ``skipped.txt`` and ``report/`` (the validation split's report and plots, see
+    :func:`write_val_report`); ``files`` adds JSON files by name, ``move_in`` moves folders in
     last (one rename each), e.g. a finished search's tuner project.
     """
     with run_folder(out_dir) as tmp:
@@ -159,9 +160,38 @@ def write_run(
             data.write_manifest(tmp / "split.csv")
         if data.skipped:
             (tmp / "skipped.txt").write_text("".join(f"{p}\t{why}\n" for p, why in data.skipped))
+        write_val_report(tmp / "report", model, data, rows)
         for name, folder in (move_in or {}).items():
             shutil.move(str(folder), str(tmp / name))
     return RunResult(out_dir, float(val_accuracy), model, data.class_names, rows)
+
+
+def write_val_report(folder: Path, model: keras.Model, data: Any, rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """The report ``transferkit evaluate`` writes, on the run's validation split: ``report.md``,
+    ``report.json``, the confusion matrix, per-class scores, calibration, the training curves with
+    the phase boundary marked, and the most confident mistakes (when the data has files).
+
+    Images go through the same decode road as ``predict`` and ``evaluate``; data without files
+    (tensorflow-datasets) is scored on its validation batches.
+    """
+    import numpy as np
+
+    from transferkit.inference import Images, score
+    from transferkit.inference.report import write_report
+
+    names = list(data.class_names)
+    val = [(f, y) for f, y, s in zip(data.files, data.labels, data.splits) if s == "val"]
+    if val:
+        images = Images([f for f, _ in val], [y for _, y in val], names, source="the run's val split")
+        scores = score(model, names, images)
+        return write_report(folder, scores.truth, scores.scores, names, files=scores.files, history=rows)
+    truth, probs = [], []
+    for x, y in data.val if data.val is not None else ():
+        truth.append(np.asarray(y))
+        probs.append(np.asarray(model.predict_on_batch(x)))
+    if not truth:
+        return {}
+    return write_report(folder, np.concatenate(truth), np.concatenate(probs), names, history=rows)
 
 
 @dataclass
