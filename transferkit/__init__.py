@@ -31,9 +31,11 @@ _LAZY = {
     "pretrained_classifier": "transferkit.models",
     "freeze": "transferkit.transfer",
     "ExtractConfig": "transferkit.runs.extract",
-    "extract": "transferkit.runs.extract",
     "FinetuneConfig": "transferkit.runs.finetune",
-    "finetune": "transferkit.runs.finetune",
+    "Run": "transferkit.runs.notebook",
+    "extract": "transferkit.runs.notebook",
+    "finetune": "transferkit.runs.notebook",
+    "load": "transferkit.runs.notebook",
     "load_data": "transferkit.data",
 }
 _SUBPACKAGES = ("cli", "data", "inference", "models", "runs", "transfer", "tuning")

@@ -23,16 +23,21 @@ Config = TypeVar("Config")
 
 
 def config_from_args(cls: type[Config], args: argparse.Namespace, **values: Any) -> Config:
-    """A run's config dataclass from parsed flags: each field of ``cls`` that a flag set (flags
-    are named after the fields), ``weights`` with ``none`` as random init, the data options, and
-    ``values`` on top."""
+    """A run's config dataclass from parsed flags, through the notebook API's
+    :func:`~transferkit.runs.notebook.make_config` (so ``tk.finetune(**options)`` and the flags give
+    the same config): each field of ``cls`` or of its data options that a flag set (flags are
+    named after the fields), ``weights`` with ``none`` as random init, and ``values`` on top."""
+    from transferkit.runs.notebook import make_config
+
     names = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
-    taken = {k: v for k, v in vars(args).items() if k in names}
+    if "data_options" in names:
+        names |= {f.name for f in dataclasses.fields(DataOptions)}
+    taken = {k: v for k, v in vars(args).items() if k in names - {"data_options"}}
     if "weights" in taken:
         taken["weights"] = weights_arg(taken["weights"])
-    if "data_options" in names:
-        taken["data_options"] = data_options_from_args(args)
-    return cls(**{**taken, **values})
+    if taken.get("class_weight") == "none":
+        taken["class_weight"] = None
+    return make_config(cls, **{**taken, **values})
 
 
 def weights_arg(text: str | None) -> str | None:

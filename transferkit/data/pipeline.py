@@ -371,14 +371,16 @@ def decoded_tensor_dataset(
     :func:`to_channels`."""
     ds = _map(
         examples,
-        lambda i, x: (tf.cast(i, tf.int32), _square_from_tensor(decode(x), image_size, channels)),
+        lambda i, x: (tf.cast(i, tf.int32), square_image(decode(x), image_size, channels)),
         num_parallel_calls=AUTOTUNE,
         deterministic=True,
     ).ignore_errors()
     return _cached(ds, cache)
 
 
-def _square_from_tensor(image: tf.Tensor, image_size: int, channels: int) -> tf.Tensor:
+def square_image(image: Any, image_size: int, channels: int) -> tf.Tensor:
+    """A decoded image (``(height, width, 1 or 3)``, 0-255, any size and dtype) as training sees
+    it: the centre square resized to ``image_size`` (:func:`square_resize`), in ``channels``."""
     image = tf.convert_to_tensor(image)
     if image.shape.rank == 3 and image.shape[-1] == 1:
         image = tf.image.grayscale_to_rgb(image)

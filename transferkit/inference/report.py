@@ -287,6 +287,12 @@ def _column(rows: Sequence[dict[str, Any]], key: str) -> np.ndarray:
 
 
 def _plot_history(path: Path, history: Sequence[dict[str, Any]]) -> None:
+    plot_history(history).savefig(path, dpi=100)
+
+
+def plot_history(history: Sequence[dict[str, Any]]) -> Any:
+    """Training curves (loss and accuracy, train and validation) with the boundary between the
+    head and fine-tune phases marked, as a matplotlib figure."""
     epochs = _column(history, "epoch")
     phases = [str(r.get("phase", "")) for r in history]
     fig = _figure(10, 4)
@@ -301,7 +307,7 @@ def _plot_history(path: Path, history: Sequence[dict[str, Any]]) -> None:
         ax.set_xlabel("epoch")
         ax.set_title(metric)
         ax.legend()
-    fig.savefig(path, dpi=100)
+    return fig
 
 
 def _thumbnail(path: str, size: int = 160) -> np.ndarray | None:

@@ -83,6 +83,14 @@ def write_history(path: Path, rows: Sequence[dict[str, Any]]) -> None:
         writer.writerows(rows)
 
 
+def read_history(path: Path) -> list[dict[str, str]]:
+    """The rows of a run's ``history.csv`` (none when it is absent)."""
+    if not path.is_file():
+        return []
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))
+
+
 def history_rows(history: keras.callbacks.History, phase: str, first_epoch: int) -> list[dict[str, Any]]:
     metrics = history.history
     n = len(next(iter(metrics.values()), []))
@@ -233,8 +241,5 @@ def open_run(path: str | os.PathLike[str]) -> OpenedRun:
     labels = folder / "labels.txt"
     names = read_labels(labels) if labels.is_file() else [str(i) for i in range(shape[-1])]
     manifest = read_manifest(folder / "split.csv") if (folder / "split.csv").is_file() else None
-    history = None
-    if (folder / "history.csv").is_file():
-        with open(folder / "history.csv", newline="") as f:
-            history = list(csv.DictReader(f))
+    history = read_history(folder / "history.csv") if (folder / "history.csv").is_file() else None
     return OpenedRun(model, names, folder if given.is_dir() else None, manifest, history)

@@ -1,0 +1,267 @@
+"""The notebook API: runs started with keywords (``tk.finetune(base=..., data=..., epochs=1)``),
+and a :class:`Run` to look at and use a run folder, fresh or reopened with :func:`load`.
+
+The keywords are the fields of the run's config (:class:`~transferkit.runs.finetune.FinetuneConfig`,
+...) and of its :class:`~transferkit.data.options.DataOptions`, exactly the command line's flags
+(``--fine-tune-epochs`` is ``fine_tune_epochs=``); the command line builds its configs through
+:func:`make_config` too, so both give the same ``config.json``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import html
+import json
+import os
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any, TypeVar
+
+from transferkit.data.options import DataOptions
+from transferkit.errors import ConfigError
+from transferkit.runs.extract import ExtractConfig, extract as extract_run
+from transferkit.runs.finetune import FinetuneConfig, finetune as finetune_run
+
+Config = TypeVar("Config")
+
+
+def make_config(cls: type[Config], config: Config | None = None, **options: Any) -> Config:
+    """A run config from keywords: fields of ``cls`` and of its ``data_options`` by name, over
+    ``config`` (or the defaults).
+
+    Raises:
+        ConfigError: an unknown keyword, named with the closest valid one.
+    """
+    own = {f.name for f in dataclasses.fields(cls)} - {"data_options"}  # type: ignore[arg-type]
+    data = {f.name for f in dataclasses.fields(DataOptions)}
+    for key in options:
+        if key not in own and key not in data:
+            close = difflib.get_close_matches(key, sorted(own | data), n=1)
+            hint = f"did you mean {close[0]!r}?" if close else f"valid: {', '.join(sorted(own | data))}"
+            raise ConfigError(f"unknown option {key!r} for {cls.__name__}; {hint}")
+    base = config if config is not None else cls()
+    data_options = getattr(base, "data_options", None)
+    if data_options is not None:
+        data_options = dataclasses.replace(data_options, **{k: v for k, v in options.items() if k in data})
+        options = {**{k: v for k, v in options.items() if k in own}, "data_options": data_options}
+    return dataclasses.replace(base, **options)  # type: ignore[type-var]
+
+
+class History(list):
+    """A run's per-epoch rows (``history.csv``: epoch, phase, loss, accuracy, val_loss,
+    val_accuracy, ...) as a list of dicts that shows as a table in a notebook."""
+
+    def column(self, name: str) -> list[float]:
+        """One metric over the epochs (NaN where a row lacks it)."""
+        return [float(row.get(name, "nan")) if row.get(name, "") != "" else float("nan") for row in self]
+
+    def _repr_html_(self) -> str:
+        if not self:
+            return "<p>no epochs</p>"
+        columns = list(dict.fromkeys(key for row in self for key in row))
+        head = "".join(f"<th>{html.escape(c)}</th>" for c in columns)
+        body = "".join(
+            "<tr>" + "".join(f"<td>{html.escape(_fmt(row.get(c, '')))}</td>" for c in columns) + "</tr>" for row in self
+        )
+        return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+
+
+def _fmt(value: Any) -> str:
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return str(value)
+    return str(int(number)) if number.is_integer() and abs(number) < 1e9 else f"{number:.4f}"
+
+
+class Run:
+    """A run folder to look at and use: its model, history, metrics and report, predictions on
+    new images, evaluation on other data and export.
+
+    Attributes:
+        out: The run folder (None on a multi-worker cluster's non-chief workers).
+    """
+
+    def __init__(self, out: str | os.PathLike[str] | None, model: Any = None, class_names: Sequence[str] | None = None):
+        self.out = Path(out) if out is not None else None
+        self._model = model
+        self._class_names = list(class_names) if class_names is not None else None
+
+    # --- what the folder holds ---------------------------------------------------------------
+
+    def _json(self, name: str) -> dict[str, Any]:
+        if self.out is None or not (self.out / name).is_file():
+            return {}
+        return json.loads((self.out / name).read_text())
+
+    @property
+    def config(self) -> dict[str, Any]:
+        """The run's settings (``config.json``)."""
+        return self._json("config.json")
+
+    @property
+    def metrics(self) -> dict[str, Any]:
+        """Final validation accuracy and loss, counts, per-epoch rows (``metrics.json``)."""
+        return self._json("metrics.json")
+
+    @property
+    def val_accuracy(self) -> float:
+        return float(self.metrics.get("val_accuracy", float("nan")))
+
+    @property
+    def report(self) -> dict[str, Any]:
+        """The validation split's report (``report/report.json``): per-class scores, confusion
+        matrix, calibration, most confident mistakes."""
+        return self._json("report/report.json")
+
+    @property
+    def history(self) -> History:
+        """Per-epoch rows, every phase (a table in a notebook)."""
+        from transferkit.runs.folder import read_history
+
+        return History(read_history(self.out / "history.csv") if self.out is not None else [])
+
+    @property
+    def model(self) -> Any:
+        """The trained Keras model (loaded from ``model.keras`` on first use)."""
+        if self._model is None:
+            self._open()
+        return self._model
+
+    @property
+    def class_names(self) -> list[str]:
+        """The classes, in the model's output order (``labels.txt``)."""
+        if self._class_names is None:
+            self._open()
+        return list(self._class_names or [])
+
+    def _open(self) -> None:
+        from transferkit.runs.folder import open_run
+
+        if self.out is None:
+            raise ConfigError("this worker wrote no run folder (the chief did); open the chief's run with tk.load")
+        opened = open_run(self.out)
+        self._model, self._class_names = opened.model, opened.class_names
+
+    # --- using it ----------------------------------------------------------------------------
+
+    def predict(self, images: Any, top_k: int = 1, batch_size: int = 32) -> list[list[tuple[str, float]]]:
+        """The ``top_k`` (class, probability) pairs of each image, best first.
+
+        ``images``: a path (image, folder or CSV), a list of paths, or an array / list of arrays of
+        raw 0-255 pixels (``(height, width, channels)`` each, any size); every image is resized and
+        cropped exactly as the training images were.
+        """
+        from transferkit.inference.imagenet import top_k as ranked
+
+        probabilities = self.probabilities(images, batch_size)
+        return ranked(probabilities, min(top_k, probabilities.shape[1]), self.class_names)
+
+    def probabilities(self, images: Any, batch_size: int = 32) -> Any:
+        """Class probabilities, ``(images, classes)``, columns in :attr:`class_names` order (see
+        :meth:`predict` for what ``images`` may be). Paths that cannot be decoded are an error."""
+        import numpy as np
+
+        from transferkit.errors import DataError
+        from transferkit.inference.predict import collect_images, predict_files
+
+        if _is_paths(images):
+            files = collect_images([str(images)] if isinstance(images, (str, os.PathLike)) else [str(p) for p in images])
+            probs, done = predict_files(self.model, files, batch_size)
+            if len(done) < len(files):
+                bad = [files[i] for i in sorted(set(range(len(files))) - set(done))]
+                raise DataError(f"{len(bad)} images cannot be decoded, e.g. {bad[0]}; run `transferkit doctor`")
+            return probs
+        arrays = [images] if getattr(images, "ndim", 0) == 3 else list(images)
+        batch = _resized(arrays, self.model.input_shape[1], self.model.input_shape[-1])
+        out = self.model.predict(batch, batch_size=batch_size, verbose=0)
+        return np.asarray(out[0] if isinstance(out, (list, tuple)) else out)
+
+    def evaluate(self, data: str | None = None, batch_size: int = 32, **columns: Any) -> dict[str, Any]:
+        """Accuracy and per-class accuracy on ``data`` (a folder, CSV, ``sample``), leaving out
+        the run's training images; without ``data``, on the run's held-out split."""
+        from transferkit.inference import score, select_images
+        from transferkit.runs.folder import open_run
+
+        manifest = open_run(self.out).manifest if self.out is not None else None
+        images = select_images(data, manifest, **columns)
+        return score(self.model, self.class_names, images, batch_size=batch_size).metrics
+
+    def plot(self) -> Any:
+        """The training curves (loss and accuracy, train and validation, the phase boundary
+        marked) as a matplotlib figure; shown inline in Jupyter and Colab."""
+        from transferkit.inference.report import plot_history
+
+        return plot_history(self.history)
+
+    # --- display -----------------------------------------------------------------------------
+
+    def __repr__(self) -> str:
+        return f"Run({str(self.out)!r}, val_accuracy={self.val_accuracy:.4f})"
+
+    def _repr_html_(self) -> str:
+        config, metrics = self.config, self.metrics
+        rows = [
+            ("folder", str(self.out)),
+            ("mode", config.get("mode", "")),
+            ("base", f"{config.get('base', '')} ({config.get('weights') or 'random init'})"),
+            ("data", f"{config.get('data', '')}: {metrics.get('num_train', '?')} training / {metrics.get('num_val', '?')} validation images"),
+            ("classes", ", ".join(config.get("class_names", []))),
+            ("validation accuracy", f"{self.val_accuracy:.4f}"),
+        ]
+        table = "".join(f"<tr><th style='text-align:left'>{k}</th><td>{html.escape(str(v))}</td></tr>" for k, v in rows)
+        return f"<table>{table}</table><details><summary>history</summary>{self.history._repr_html_()}</details>"
+
+
+def _is_paths(images: Any) -> bool:
+    if isinstance(images, (str, os.PathLike)):
+        return True
+    return isinstance(images, (list, tuple)) and bool(images) and all(isinstance(i, (str, os.PathLike)) for i in images)
+
+
+def _resized(arrays: list[Any], size: int, channels: int) -> Any:
+    """Raw pixel arrays as one batch, through the decode road's square crop and resize."""
+    import numpy as np
+
+    from transferkit.data.pipeline import square_image
+
+    return np.stack([np.asarray(square_image(a, size, channels)) for a in arrays])
+
+
+def load(path: str | os.PathLike[str]) -> Run:
+    """Reopens a run folder (finetune, extract, train, tune) as a :class:`Run`.
+
+    Raises:
+        ConfigError: ``path`` is not a run folder.
+    """
+    folder = Path(path).expanduser()
+    if not (folder / "model.keras").is_file() or not (folder / "config.json").is_file():
+        raise ConfigError(
+            f"{str(path)!r} is not a run folder (it has no model.keras and config.json); pass the folder "
+            "a finetune/extract/train/tune run wrote"
+        )
+    return Run(folder)
+
+
+def run_api(work: Callable[..., Any], cls: type) -> Callable[..., Run]:
+    """The notebook form of a run function ``work(config, verbose, ...)``: a config or keywords
+    in, a :class:`Run` out."""
+
+    def start(config: Any = None, /, *, verbose: int = 1, **options: Any) -> Run:
+        extra = {k: options.pop(k) for k in ("callbacks",) if k in options}
+        result = work(make_config(cls, config, **options), verbose=verbose, **extra)
+        return Run(result.out, result.model, result.class_names)
+
+    start.__name__ = work.__name__
+    start.__doc__ = (
+        f"Starts a {work.__name__} run from a :class:`{cls.__name__}` or its fields as keywords "
+        f"(``{work.__name__}(base='resnet20', data='./photos', epochs=1)``); returns a :class:`Run`.\n\n"
+        + (work.__doc__ or "")
+    )
+    return start
+
+
+
+finetune = run_api(finetune_run, FinetuneConfig)
+extract = run_api(extract_run, ExtractConfig)
