@@ -121,7 +121,8 @@ def test_evaluate_scores_the_held_out_split_like_the_run(run: tk.Run) -> None:
 
 
 def test_plot_and_notebook_display(run: tk.Run) -> None:
-    figure = run.plot()
-    assert [ax.get_title() for ax in figure.axes] == ["loss", "accuracy"]
+    plot = run.plot()
+    assert [ax.get_title() for ax in plot.figure.axes] == ["loss", "accuracy"]
+    assert plot._repr_png_().startswith(b"\x89PNG")
     page = run._repr_html_()
     assert f"{run.val_accuracy:.4f}" in page and "<table>" in page and "fine_tune" in page

@@ -75,6 +75,28 @@ def _fmt(value: Any) -> str:
     return str(int(number)) if number.is_integer() and abs(number) < 1e9 else f"{number:.4f}"
 
 
+class Plot:
+    """A matplotlib figure that shows itself inline in a notebook (as PNG, with no pyplot
+    backend needed).
+
+    Attributes:
+        figure: The ``matplotlib.figure.Figure``.
+    """
+
+    def __init__(self, figure: Any):
+        self.figure = figure
+
+    def savefig(self, *args: Any, **kwargs: Any) -> None:
+        self.figure.savefig(*args, **kwargs)
+
+    def _repr_png_(self) -> bytes:
+        import io
+
+        buffer = io.BytesIO()
+        self.figure.savefig(buffer, format="png", dpi=100)
+        return buffer.getvalue()
+
+
 class Run:
     """A run folder to look at and use: its model, history, metrics and report, predictions on
     new images, evaluation on other data and export.
@@ -188,12 +210,12 @@ class Run:
         images = select_images(data, manifest, **columns)
         return score(self.model, self.class_names, images, batch_size=batch_size).metrics
 
-    def plot(self) -> Any:
+    def plot(self) -> Plot:
         """The training curves (loss and accuracy, train and validation, the phase boundary
-        marked) as a matplotlib figure; shown inline in Jupyter and Colab."""
+        marked); shown inline in Jupyter and Colab, ``.figure`` is the matplotlib figure."""
         from transferkit.inference.report import plot_history
 
-        return plot_history(self.history)
+        return Plot(plot_history(self.history))
 
     # --- display -----------------------------------------------------------------------------
 
