@@ -45,6 +45,9 @@ def test_piped_finetune_is_quiet_with_one_line_per_epoch(tmp_path: Path) -> None
     # verbose=2: each epoch is its "Epoch i/n" line and one line of metrics, nothing partial.
     assert len(result.stdout.splitlines()) <= 2 * len(epochs) + 6, result.stdout
     assert "\r" not in result.stdout
+    # Every phase knows its steps (undecodable files are counted out before training starts).
+    steps = [line for line in result.stdout.splitlines() if re.match(r"\d+/\d+ - ", line)]
+    assert len(steps) == len(epochs) and "Unknown" not in result.stdout, result.stdout
 
 
 def test_verbose_shows_the_native_logs(tmp_path: Path) -> None:

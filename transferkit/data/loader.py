@@ -327,7 +327,7 @@ def load_data(
         buffer = n if mode != "disk" else min(n, 4096)
         pipes[split] = pipeline.batched(
             ds, [labels[i] for i in rows], batch_size, training=split == "train", seed=seed,
-            augmentation=augmentation, shuffle_buffer=buffer,
+            augmentation=augmentation, shuffle_buffer=buffer, count=n,
         )
     files = [files[i] for i in used]
     labels_used = [labels[i] for i in used]
@@ -434,7 +434,7 @@ def _load_tfds(
         buffer = len(done) if target == "memory" else min(max(len(done), 1), 4096)
         pipes[split] = pipeline.batched(
             decoded, split_labels, batch_size, training=split == "train", seed=seed, augmentation=augmentation,
-            shuffle_buffer=buffer,
+            shuffle_buffer=buffer, count=len(done) if target is not None else None,
         )
     weights = (
         class_weights([y for y, s in zip(labels, splits) if s == "train"], len(src.class_names))

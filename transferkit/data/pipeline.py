@@ -416,18 +416,23 @@ def batched(
     seed: int = 0,
     augmentation: Any = None,
     shuffle_buffer: int = 1024,
+    count: int | None = None,
 ) -> tf.data.Dataset:
     """Batches of ``(float32 0-255 images, int32 labels)`` from a :func:`decode_files` dataset;
     ``labels[index]`` is each image's label.
 
     Training data is reshuffled every epoch (seeded) and augmented after the cache; validation
-    and test data never.
+    and test data never. ``count``, the number of images known to decode, gives the dataset its
+    length (undecodable files are filtered out, which leaves it unknown), so Keras shows the
+    steps of every epoch.
     """
     table = tf.constant(list(labels) or [0], tf.int32)
     ds = _map(decoded, lambda i, x: (x, tf.gather(table, i)))
     if training:
         ds = ds.shuffle(max(shuffle_buffer, 1), seed=seed, reshuffle_each_iteration=True)
     ds = ds.batch(batch_size)
+    if count is not None:
+        ds = ds.apply(tf.data.experimental.assert_cardinality(-(-count // batch_size)))
     ds = _map(ds, lambda x, y: (tf.cast(x, tf.float32), y), num_parallel_calls=AUTOTUNE)
     if training and augmentation is not None:
         ds = ds.map(lambda x, y: (augmentation(x, training=True), y), num_parallel_calls=AUTOTUNE)
