@@ -16,7 +16,7 @@ import importlib
 import os
 import sys
 from collections.abc import Sequence
-from typing import NoReturn
+from typing import Any, NoReturn
 
 COMMAND_MODULES = (
     "transferkit.cli.train",
@@ -27,17 +27,101 @@ COMMAND_MODULES = (
 )
 
 
+EXIT_CODES = (
+    "exit codes: 0 done; 1 internal error (one line names a log file with the traceback); "
+    "2 a mistake in the input (one line says what was wrong and what to do; nothing is written)"
+)
+
+# Two or three examples at the end of each command's --help (and in docs/cli.md).
+EXAMPLES = {
+    "finetune": (
+        "transferkit finetune --data ./photos",
+        "transferkit finetune --base resnet50 --data ./photos --epochs 5 --fine-tune-epochs 10 --unfreeze-from stage4",
+        "transferkit finetune --data labels.csv --image-size 160 --out runs/mine",
+    ),
+    "extract": (
+        "transferkit extract --data ./photos",
+        "transferkit extract --base efficientnet_b0 --data tfds:oxford_flowers102 --hidden-units 256",
+    ),
+    "predict": (
+        "transferkit predict photo.jpg more_photos/",
+        "transferkit predict --model runs/mine new_photos/ --top-k 3 --output predictions.csv",
+    ),
+    "evaluate": (
+        "transferkit evaluate --model runs/mine",
+        "transferkit evaluate --model runs/mine --data ./other_photos --report report/",
+        "transferkit evaluate --data ./photos --map cats=tabby,tiger_cat dogs=golden_retriever",
+    ),
+    "doctor": (
+        "transferkit doctor --data ./photos",
+        "transferkit doctor --data labels.csv --output doctor.json",
+    ),
+    "tune": (
+        "transferkit tune --base resnet20 --data ./photos --trials 10",
+        "transferkit tune --base mobilenet_v1_025 --data ./photos --space head",
+    ),
+    "models": (
+        "transferkit models --family resnet",
+        "transferkit models --pretrained",
+        "transferkit models resnet50",
+    ),
+}
+
+
+class _Formatter(argparse.RawDescriptionHelpFormatter):
+    """Help that ends every option with its default, unless the text already gives it."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        default = action.default
+        if (
+            "default" in text
+            or default in (None, False, argparse.SUPPRESS)
+            or not action.option_strings
+            or isinstance(action, (argparse._VersionAction, argparse._HelpAction))
+        ):
+            return text
+        return f"{text} (default: %(default)s)"
+
+
 class _Parser(argparse.ArgumentParser):
-    """An argument parser whose usage errors are one line, like every other user error."""
+    """An argument parser whose usage errors are one line, like every other user error, and
+    suggest the closest command or option for a misspelt one."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("formatter_class", _Formatter)
+        kwargs.setdefault("allow_abbrev", False)  # a misspelt option is an error with a suggestion, not a guess
+        super().__init__(*args, **kwargs)
 
     def error(self, message: str) -> NoReturn:
-        self.exit(2, f"{self.prog}: error: {message} (see '{self.prog} --help')\n")
+        self.exit(2, f"{self.prog}: error: {message}{self._closest(message)} (see '{self.prog} --help')\n")
+
+    def _closest(self, message: str) -> str:
+        import difflib
+        import re
+
+        choice = re.search(r"invalid choice: '([^']*)' \(choose from (.*)\)", message)
+        if choice:
+            names = re.findall(r"'?([\w-]+)'?", choice.group(2))
+            close = difflib.get_close_matches(choice.group(1), names, n=1)
+            return f"; did you mean {close[0]!r}?" if close else ""
+        unknown = re.search(r"unrecognized arguments: (\S+)", message)
+        if unknown and unknown.group(1).startswith("--"):
+            options = [o for a in self._actions for o in a.option_strings if o.startswith("--")]
+            for sub in self._actions:
+                if isinstance(sub, argparse._SubParsersAction):  # the command's own options
+                    options += [o for p in sub.choices.values() for a in p._actions for o in a.option_strings if o.startswith("--")]
+            close = difflib.get_close_matches(unknown.group(1).split("=")[0], sorted(set(options)), n=1)
+            return f"; did you mean {close[0]!r}?" if close else ""
+        return ""
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog="transferkit",
         description="Transfer learning on images with Keras 3: fine-tune, extract, evaluate, export.",
+        epilog=EXIT_CODES + "\n\nexamples:\n  transferkit finetune --data ./photos\n  transferkit models --family resnet\n"
+        "  transferkit COMMAND --help",
     )
     from transferkit._version import __version__
 
@@ -49,6 +133,9 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for module in COMMAND_MODULES:
         importlib.import_module(module).add_commands(sub)
+    for name, command in sub.choices.items():
+        if name in EXAMPLES and not command.epilog:
+            command.epilog = "examples:\n" + "".join(f"  {line}\n" for line in EXAMPLES[name]) + "\n" + EXIT_CODES
     return parser
 
 
