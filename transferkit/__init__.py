@@ -26,6 +26,7 @@ from transferkit.transfer import freeze  # noqa: E402
 from transferkit.runs.extract import ExtractConfig, extract  # noqa: E402
 from transferkit.runs.finetune import FinetuneConfig, finetune  # noqa: E402
 from transferkit.data import load_data  # noqa: E402
+from transferkit.runs.export import export  # noqa: E402
 
 __all__ = [
     "__version__",
@@ -39,6 +40,7 @@ __all__ = [
     "classification_head",
     "create_backbone",
     "create_model",
+    "export",
     "extract",
     "finetune",
     "freeze",
