@@ -4,6 +4,7 @@ them, decoded exactly as training decodes (:func:`transferkit.data.pipeline.deco
 from __future__ import annotations
 
 import csv
+import weakref
 from pathlib import Path
 from typing import Any
 
@@ -42,6 +43,11 @@ def collect_images(inputs: list[str], path_column: str = "path") -> list[str]:
     return files
 
 
+# The traced model per model object: a second predict_files call on the same model (a benchmark,
+# a notebook loop) does not trace it again, as Keras' own predict does not.
+_TRACED: weakref.WeakKeyDictionary[Any, Any] = weakref.WeakKeyDictionary()
+
+
 def predict_files(model: Any, files: list[str], batch_size: int = 32) -> tuple[np.ndarray, list[int]]:
     """Probabilities for image files (decoded like training images), and the indices that
     decoded; files that cannot be decoded are left out."""
@@ -52,7 +58,9 @@ def predict_files(model: Any, files: list[str], batch_size: int = 32) -> tuple[n
 
     size, channels = model.input_shape[1], model.input_shape[-1]
     decoded = pipeline.decode_files(files, size, channels, batch_size=batch_size)
-    run = feature_fn(model)
+    run = _TRACED.get(model)
+    if run is None:
+        run = _TRACED.setdefault(model, feature_fn(model))
     probs, done = [], []
     for index, images in decoded.prefetch(2):
         out = run(tf.cast(images, tf.float32))
