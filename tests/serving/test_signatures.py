@@ -112,11 +112,12 @@ def test_bytes_that_are_not_an_image_name_their_batch_index(sample_run: Path, ph
     import tensorflow as tf
 
     fn = tf.saved_model.load(str(sample_run / "saved_model")).signatures["serve_bytes"]
-    batch = tf.constant([photos[0].read_bytes(), photos[1].read_bytes(), b"hello, not a photo"])
-    with pytest.raises(tf.errors.InvalidArgumentError) as err:
-        fn(images_bytes=batch)
-    message = err.value.message
-    assert "serve_bytes: image" in message and "] [2] [" in message.replace("\n", " "), message
+    for bad in (b"hello, not a photo", b"hi", b"", b"BM"):
+        batch = tf.constant([photos[0].read_bytes(), photos[1].read_bytes(), bad])
+        with pytest.raises(tf.errors.InvalidArgumentError) as err:
+            fn(images_bytes=batch)
+        message = err.value.message
+        assert "serve_bytes: image" in message and "] [2] [" in message.replace("\n", " "), message
 
 
 def test_predict_and_evaluate_take_the_exported_saved_model(sample_run: Path, photos: list[Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -128,14 +128,14 @@ def square_from_pixels(image: tf.Tensor, size: int, channels: int) -> tf.Tensor:
 def format_code(data: tf.Tensor) -> tf.Tensor:
     """The probe's format code (:data:`~transferkit.data.probe.FORMAT_CODES`) from the magic
     bytes; 0 when the bytes are none of the supported formats."""
+    data = tf.strings.join([tf.strings.substr(data, 0, 12), b"\x00" * 12])  # substr past the end raises
     code = tf.constant(0)
     for name, magic in _MAGIC:
         hit = tf.equal(tf.strings.substr(data, 0, len(magic)), magic)
         code = tf.where(tf.equal(code, 0) & hit, FORMAT_CODES[name], code)
     webp = tf.equal(tf.strings.substr(data, 0, 4), b"RIFF") & tf.equal(tf.strings.substr(data, 8, 4), b"WEBP")
     code = tf.where(tf.equal(code, 0) & webp, FORMAT_CODES["webp"], code)
-    # BMP: the probe wants the 26-byte header too.
-    return tf.where(tf.equal(code, FORMAT_CODES["bmp"]) & (tf.strings.length(data) < 26), 0, code)
+    return code
 
 
 def exif_orientation(data: tf.Tensor) -> tf.Tensor:
@@ -178,6 +178,8 @@ def square_from_bytes(data: tf.Tensor, size: int, channels: int, index: tf.Tenso
         tf.errors.InvalidArgumentError: the bytes are not a supported image (naming ``index``).
     """
     code = format_code(data)
+    # BMP: the probe wants the 26-byte header too.
+    code = tf.where(tf.equal(code, FORMAT_CODES["bmp"]) & (tf.strings.length(data) < 26), 0, code)
     check = tf.debugging.Assert(
         code > 0,
         ["serve_bytes: image", index, "is not a JPEG, PNG, GIF, BMP or WebP file (its first bytes:",
