@@ -60,7 +60,7 @@ def test_a_folder_that_is_not_a_run_or_saved_model(tmp_path: Path, capsys: pytes
     (folder / "notes.txt").write_text("hello")
     before = set(tmp_path.rglob("*"))
     assert main(["export", str(folder), "--format", "keras"]) == 2
-    _one_line_error(capsys, "export", "run folder, a .keras file or an exported SavedModel folder", str(folder))
+    _one_line_error(capsys, "export", "a run folder or a .keras file (or an exported SavedModel folder)", str(folder))
     assert main(["predict", str(folder / "notes.txt"), "--model", str(folder)]) == 2
     _one_line_error(capsys, "predict", "exported SavedModel folder")
     _nothing_written(tmp_path, before)

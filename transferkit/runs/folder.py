@@ -202,7 +202,7 @@ def open_run(path: str | os.PathLike[str]) -> OpenedRun:
     file = given / "model.keras" if given.is_dir() else given
     if not file.is_file() or file.suffix != ".keras":
         raise ConfigError(
-            f"--model must be a run folder, a .keras file or an exported SavedModel folder, got {str(path)!r}"
+            f"--model must be a run folder or a .keras file (or an exported SavedModel folder), got {str(path)!r}"
         )
     model = keras.saving.load_model(file, compile=False)
     folder = file.parent
