@@ -60,7 +60,8 @@ def test_saved_model_serves_without_transferkit(hymenoptera_run: Path, tmp_path:
     import keras
 
     model = keras.saving.load_model(hymenoptera_run / "model.keras")
-    x = np.random.default_rng(0).uniform(0, 255, (3, 224, 224, 3)).astype("float32")
+    # Whole 0-255 values, as photos have: the signature rounds its resized squares as training does.
+    x = np.random.default_rng(0).integers(0, 256, (3, 224, 224, 3)).astype("float32")
     np.save(tmp_path / "x.npy", x)
     expected = model.predict(x, verbose=0)
     script = textwrap.dedent(
@@ -77,7 +78,7 @@ def test_saved_model_serves_without_transferkit(hymenoptera_run: Path, tmp_path:
         served = tf.saved_model.load({str(hymenoptera_run / "saved_model")!r})
         fn = served.signatures["serving_default"]
         x = np.load({str(tmp_path / "x.npy")!r})
-        out = list(fn(tf.constant(x)).values())[0].numpy()
+        out = fn(images=tf.constant(x))["probabilities"].numpy()
         np.save({str(tmp_path / "y.npy")!r}, out)
         """
     )

@@ -32,6 +32,7 @@ _LAZY = {
     "freeze": "transferkit.transfer",
     "ExtractConfig": "transferkit.runs.extract",
     "FinetuneConfig": "transferkit.runs.finetune",
+    "export": "transferkit.runs.export",
     "Run": "transferkit.runs.notebook",
     "extract": "transferkit.runs.notebook",
     "finetune": "transferkit.runs.notebook",

@@ -110,8 +110,8 @@ def _crash_after_training(monkeypatch: pytest.MonkeyPatch, where: str) -> list[n
     else:
         real = folder_module.export_saved_model
 
-        def half(model: keras.Model, path: Path) -> None:
-            real(model, path)
+        def half(model: keras.Model, path: Path, *args: object) -> None:
+            real(model, path, *args)
             die(model)
 
         monkeypatch.setattr(folder_module, "export_saved_model", half)

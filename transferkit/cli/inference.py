@@ -8,6 +8,7 @@ import argparse
 import csv
 import json
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -63,7 +64,7 @@ def add_commands(sub: Any) -> None:
 
 def _add_model_arguments(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("model")
-    g.add_argument("--model", default=None, help="a run folder or .keras file (default: the unchanged pretrained classifier)")
+    g.add_argument("--model", default=None, help="a run folder, .keras file or exported SavedModel folder (default: the unchanged pretrained classifier)")
     g.add_argument("--base", default="mobilenet_v1_025", help="pretrained model name, without --model")
     g.add_argument("--weights", default="imagenet", help="pretrained tag, without --model")
     g.add_argument("--batch-size", type=positive_int, default=32)
@@ -86,7 +87,9 @@ def run_predict(args: argparse.Namespace) -> int:
     files = collect_images(args.inputs, args.path_column)
     run = _classifier(args)
     labels = run.class_names if args.model is not None else class_names()
+    start = time.perf_counter()
     probs, done = predict_files(run.model, files, args.batch_size)
+    seconds = time.perf_counter() - start
     ranked = top_k(probs, min(args.top_k, len(labels)), labels)
     for i in sorted(set(range(len(files))) - set(done)):
         print(f"transferkit predict: skipped {files[i]} (cannot be decoded)", file=sys.stderr)
@@ -99,6 +102,7 @@ def run_predict(args: argparse.Namespace) -> int:
             writer.writerow(["path"] + [c for j in range(1, k + 1) for c in (f"label_{j}", f"probability_{j}")])
             for i, row in zip(done, ranked):
                 writer.writerow([files[i]] + [v for label, p in row for v in (label, f"{p:.6f}")])
+    print(f"{len(done)} images in {seconds:.2f} s ({len(done) / max(seconds, 1e-9):.1f} images/s)", file=sys.stderr)
     return 0
 
 

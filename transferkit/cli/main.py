@@ -24,6 +24,7 @@ COMMAND_MODULES = (
     "transferkit.cli.data",
     "transferkit.cli.tune",
     "transferkit.cli.models",
+    "transferkit.cli.export",
 )
 
 
@@ -59,6 +60,11 @@ EXAMPLES = {
     "tune": (
         "transferkit tune --base resnet20 --data ./photos --trials 10",
         "transferkit tune --base mobilenet_v1_025 --data ./photos --space head",
+    ),
+    "export": (
+        "transferkit export runs/mine --format tflite",
+        "transferkit export runs/mine --format tflite --quantize int8 --out mine-int8/",
+        "transferkit export runs/mine --format onnx",
     ),
     "models": (
         "transferkit models --family resnet",

@@ -42,6 +42,12 @@ def collect_images(inputs: list[str], path_column: str = "path") -> list[str]:
     return files
 
 
+# The last model traced, with its traced function: a second predict_files call on the same model
+# (a benchmark, a notebook loop) does not trace it again, as Keras' own predict does not. One
+# slot, so at most one model is kept alive by it.
+_LAST_TRACED: list[tuple[Any, Any]] = []
+
+
 def predict_files(model: Any, files: list[str], batch_size: int = 32) -> tuple[np.ndarray, list[int]]:
     """Probabilities for image files (decoded like training images), and the indices that
     decoded; files that cannot be decoded are left out."""
@@ -52,7 +58,9 @@ def predict_files(model: Any, files: list[str], batch_size: int = 32) -> tuple[n
 
     size, channels = model.input_shape[1], model.input_shape[-1]
     decoded = pipeline.decode_files(files, size, channels, batch_size=batch_size)
-    run = feature_fn(model)
+    if not _LAST_TRACED or _LAST_TRACED[0][0] is not model:
+        _LAST_TRACED[:] = [(model, feature_fn(model))]
+    run = _LAST_TRACED[0][1]
     probs, done = [], []
     for index, images in decoded.prefetch(2):
         out = run(tf.cast(images, tf.float32))

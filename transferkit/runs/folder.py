@@ -22,7 +22,7 @@ import keras
 
 from transferkit._version import __version__
 from transferkit.errors import ConfigError
-from transferkit.runs.export import export_saved_model
+from transferkit.runs.serving import ServedModel, export_saved_model, is_saved_model
 
 
 def check_out_dir(out: str | os.PathLike[str], overwrite: bool) -> Path:
@@ -143,7 +143,7 @@ def write_run(
     """
     with run_folder(out_dir) as tmp:
         model.save(tmp / "model.keras")
-        export_saved_model(model, tmp / "saved_model")
+        export_saved_model(model, tmp / "saved_model", data.class_names)
         write_labels(tmp / "labels.txt", data.class_names)
         if rows:
             write_history(tmp / "history.csv", rows)
@@ -222,19 +222,26 @@ class OpenedRun:
 
 
 def open_run(path: str | os.PathLike[str]) -> OpenedRun:
-    """Opens a run folder or a ``.keras`` file.
+    """Opens a run folder, a ``.keras`` file, or a SavedModel with transferkit's serving
+    signatures (a run's ``saved_model/``, or a ``transferkit export`` folder holding one).
 
     Raises:
-        ConfigError: ``path`` is neither.
+        ConfigError: ``path`` is none of these.
     """
     import transferkit.models  # noqa: F401  (registers the custom layers a .keras file may hold)
     import transferkit.transfer  # noqa: F401  (registers the optimizers)
     from transferkit.data.split import read_manifest
 
     given = Path(path).expanduser()
+    for folder in (given, given / "saved_model"):  # a run folder's model.keras comes first
+        if is_saved_model(folder) and not (given / "model.keras").is_file():
+            served = ServedModel(folder)
+            return OpenedRun(served, served.class_names)  # type: ignore[arg-type]
     file = given / "model.keras" if given.is_dir() else given
     if not file.is_file() or file.suffix != ".keras":
-        raise ConfigError(f"--model must be a run folder or a .keras file, got {str(path)!r}")
+        raise ConfigError(
+            f"--model must be a run folder or a .keras file (or an exported SavedModel folder), got {str(path)!r}"
+        )
     model = keras.saving.load_model(file, compile=False)
     folder = file.parent
     shape = model.output_shape[0] if isinstance(model.output_shape, list) else model.output_shape

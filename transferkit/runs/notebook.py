@@ -210,6 +210,16 @@ class Run:
         images = select_images(data, manifest, **columns)
         return score(self.model, self.class_names, images, batch_size=batch_size).metrics
 
+    def export(self, format: str = "saved_model", **options: Any) -> Any:
+        """Exports the run's model (``saved_model``, ``keras``, ``tflite``, ``onnx``, ``openvino``;
+        ``quantize=``, ``out=``, ``overwrite=``, ``min_agreement=``) and checks the artifact against
+        the Keras model; returns the export's report (see :func:`transferkit.runs.export.export`)."""
+        from transferkit.runs.export import export
+
+        if self.out is None:
+            raise ConfigError("this worker wrote no run folder (the chief did); export the chief's run")
+        return export(self.out, format, **options)
+
     def plot(self) -> Plot:
         """The training curves (loss and accuracy, train and validation, the phase boundary
         marked); shown inline in Jupyter and Colab, ``.figure`` is the matplotlib figure."""

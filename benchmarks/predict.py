@@ -1,0 +1,101 @@
+"""Images/s of ``transferkit predict`` on a folder against the Keras guide's way, in one run.
+
+Three ways to get class probabilities for every image of a folder from the same model:
+
+- ``transferkit predict``: what the command does after loading the model, from the folder to
+  probabilities (``collect_images`` + ``predict_files``: the decode road with reduced-size JPEG
+  decoding, then the model as one traced function);
+- the Keras guide's way: ``keras.utils.image_dataset_from_directory`` + ``model.predict``;
+- ``model.predict`` on the images already decoded into an in-memory tensor: the model alone,
+  the ceiling for any road from files.
+
+Each is run once to warm up (tracing, file cache), then ``--repeats`` times interleaved; the
+median is reported. Usage::
+
+    PYTHONPATH=. python benchmarks/predict.py [--data DIR] [--model RUN_OR_KERAS] [--image-size 224]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--data", default=str(REPO.parent / "shared" / "data" / "hymenoptera_train"))
+    parser.add_argument("--model", default=None, help="a run folder or .keras file (default: MobileNet-0.25, ImageNet base, new 2-class head)")
+    parser.add_argument("--image-size", type=int, default=224, help="without --model")
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--output", default=None, help="also write the results as JSON")
+    args = parser.parse_args()
+
+    import keras
+    import numpy as np
+
+    import transferkit as tk
+    from transferkit.inference import collect_images, predict_files
+    from transferkit.runs.folder import open_run
+
+    if args.model is None:
+        model = tk.create_model("mobilenet_v1_025", num_classes=2, weights="imagenet", input_shape=(args.image_size,) * 2 + (3,))
+        path = Path(tempfile.mkdtemp(prefix="tk-bench-")) / "model.keras"
+        model.save(path)
+        args.model = str(path)
+    model = open_run(args.model).model
+    size = model.input_shape[1]
+    files = collect_images([args.data])
+    print(f"{len(files)} images in {args.data}, model {model.name} at {size} px, batch {args.batch_size}, {os.cpu_count()} CPUs")
+
+    def transferkit_predict() -> int:
+        probs, done = predict_files(model, collect_images([args.data]), args.batch_size)
+        return len(probs)
+
+    def keras_guide() -> int:
+        ds = keras.utils.image_dataset_from_directory(
+            args.data, image_size=(size, size), batch_size=args.batch_size, shuffle=False, label_mode=None, verbose=False
+        )
+        return len(model.predict(ds, verbose=0))
+
+    decoded = keras.utils.image_dataset_from_directory(
+        args.data, image_size=(size, size), batch_size=None, shuffle=False, label_mode=None, verbose=False
+    )
+    in_memory = np.stack(list(decoded.as_numpy_iterator())).astype("float32")
+
+    def keras_in_memory() -> int:
+        return len(model.predict(in_memory, batch_size=args.batch_size, verbose=0))
+
+    ways = {"transferkit predict": transferkit_predict, "guide: image_dataset_from_directory + model.predict": keras_guide,
+            "model.predict on in-memory tensors": keras_in_memory}
+    times: dict[str, list[float]] = {name: [] for name in ways}
+    counts = {name: way() for name, way in ways.items()}  # warm up
+    for _ in range(args.repeats):
+        for name, way in ways.items():
+            start = time.perf_counter()
+            way()
+            times[name].append(time.perf_counter() - start)
+    rate = {name: counts[name] / statistics.median(times[name]) for name in ways}
+    for name in ways:
+        print(f"{name:<55} {rate[name]:8.1f} images/s  (median of {args.repeats}: {statistics.median(times[name]):.2f} s, {counts[name]} images)")
+    names = list(ways)
+    ratio_guide = rate[names[0]] / rate[names[1]]
+    ratio_memory = rate[names[0]] / rate[names[2]]
+    print(f"transferkit predict / guide: {ratio_guide:.2f}x   transferkit predict / in-memory model.predict: {ratio_memory:.2f}x")
+    if args.output:
+        Path(args.output).write_text(json.dumps({"images_per_second": rate, "ratio_guide": ratio_guide, "ratio_in_memory": ratio_memory}, indent=2) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
