@@ -1,7 +1,8 @@
 """transferkit: transfer learning on images with Keras 3.
 
 Faithful, parametric builders for the classic CNNs behind one registry and one shared head,
-and the two modes of transfer learning (use as-is, fine-tune) from the command line or Python.
+and the two modes of transfer learning (use as-is, fine-tune) and training from scratch
+(``train``) from the command line or Python.
 Importing transferkit registers every model and custom layer, so ``keras.saving.load_model``
 reads transferkit's ``.keras`` files after ``import transferkit``.
 """
@@ -25,6 +26,7 @@ from transferkit.models import (  # noqa: E402  (importing registers every famil
 from transferkit.transfer import freeze  # noqa: E402
 from transferkit.runs.extract import ExtractConfig, extract  # noqa: E402
 from transferkit.runs.finetune import FinetuneConfig, finetune  # noqa: E402
+from transferkit.runs.train import TrainConfig, train  # noqa: E402
 from transferkit.data import load_data  # noqa: E402
 
 __all__ = [
@@ -34,6 +36,7 @@ __all__ = [
     "ExtractConfig",
     "FinetuneConfig",
     "ModelInfo",
+    "TrainConfig",
     "TransferkitError",
     "WeightsError",
     "classification_head",
@@ -46,4 +49,5 @@ __all__ = [
     "list_models",
     "load_data",
     "pretrained_classifier",
+    "train",
 ]

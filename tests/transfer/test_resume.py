@@ -11,6 +11,7 @@ import pytest
 
 from transferkit.errors import ConfigError
 from transferkit.runs.finetune import FinetuneConfig, finetune
+from random_init import random_init
 from tuning.conftest import make_images
 
 
@@ -50,7 +51,7 @@ def images(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def _config(images: Path, out: Path | None, **kwargs) -> FinetuneConfig:
     settings = dict(
-        base="resnet20", weights=None, data=str(images), out=None if out is None else str(out), image_size=32, batch_size=8,
+        base="resnet20", weights=random_init(images.parent / "init.weights.h5"), data=str(images), out=None if out is None else str(out), image_size=32, batch_size=8,
         epochs=2, fine_tune_epochs=3, unfreeze_from="stage3", augment=False, val_split=0.25,
     )
     return FinetuneConfig(**{**settings, **kwargs})

@@ -35,6 +35,16 @@ def config_from_args(cls: type[Config], args: argparse.Namespace, **values: Any)
     return cls(**{**taken, **values})
 
 
+def hidden_units_arg(text: str) -> tuple[int, ...]:
+    """``--hidden-units``: ``'512,256'`` as ``(512, 256)``."""
+    from transferkit.errors import ConfigError
+
+    try:
+        return tuple(int(u) for u in text.split(",") if u.strip())
+    except ValueError:
+        raise ConfigError(f"--hidden-units takes numbers like '256' or '512,256', got {text!r}") from None
+
+
 def weights_arg(text: str | None) -> str | None:
     """``--weights``: ``none`` means random init."""
     return None if text is None or str(text).lower() == "none" else text

@@ -21,6 +21,7 @@ COMMAND_MODULES = (
     "transferkit.cli.data",
     "transferkit.cli.tune",
     "transferkit.cli.models",
+    "transferkit.cli.recipes",
 )
 
 
