@@ -67,8 +67,9 @@ def add_data_arguments(parser: argparse.ArgumentParser, training: bool = True) -
     g.add_argument("--test-split", type=float, default=0.0, help="fraction of every class held out for testing (default 0)")
     g.add_argument(
         "--augment", dest="augment_spec", default=None, metavar="SPEC",
-        help="training augmentation, e.g. 'flip,rotation=0.1,zoom=0.2,crop=0.875,contrast=0.2' "
-        "(default flip,rotation,zoom; 'none' for none; never applied to validation data)",
+        help="training augmentation, e.g. 'flip,rotation=0.1,zoom=0.2,crop=0.875,contrast=0.2', or 'cifar' "
+        "(4-pixel zero pad, random crop, flip) (default flip,rotation,zoom; train: none; 'none' for none; "
+        "never applied to validation data)",
     )
     g.add_argument(
         "--class-weight", choices=("auto", "none"), default="none",
