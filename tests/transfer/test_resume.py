@@ -97,7 +97,7 @@ def _crash_after_training(monkeypatch: pytest.MonkeyPatch, where: str) -> list[n
     """Makes the run die after its last epoch: after it evaluated, before its folder is written, or
     half-way through the SavedModel export (model.keras already in the partial folder). Returns
     a list that receives the trained model's weights at the crash."""
-    import transferkit.runs.finetune as finetune_module
+    import transferkit.runs.common as common_module  # the run folder is written from here
     import transferkit.runs.folder as folder_module
 
     trained: list[np.ndarray] = []
@@ -107,7 +107,7 @@ def _crash_after_training(monkeypatch: pytest.MonkeyPatch, where: str) -> list[n
         raise KeyboardInterrupt  # Ctrl-C, the hardest stop a process survives to report
 
     if where == "before-export":
-        monkeypatch.setattr(finetune_module, "write_run", lambda where, model, *args, **kwargs: die(model))
+        monkeypatch.setattr(common_module, "write_run", lambda where, model, *args, **kwargs: die(model))
     else:
         real = folder_module.export_saved_model
 
