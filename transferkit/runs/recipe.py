@@ -11,7 +11,8 @@ The format::
     claim = "..."            # what the paper found (optional)
     [settings]               # shared by every variant: any field of the mode's config
     data = "digits"
-    [smoke]                  # what --smoke changes (tiny data, few steps), over everything
+    [smoke]                  # what --smoke changes (tiny data, few steps), in every variant
+                             # whose mode has the key
     epochs = 1
     [[variants]]             # one per run: name, base, mode (train|finetune|extract), settings
     name = "resnet-20"
@@ -180,6 +181,14 @@ def load_recipe(path: str | Path, sets: Sequence[str] = (), smoke: bool = False)
                 f"--set {key}: {path.name} sets no key {key!r}; keys it sets: {', '.join(sorted(present))}"
             )
     smoke_table = raw.get("smoke", {}) if smoke else {}
+    if not isinstance(smoke_table, dict):
+        raise ConfigError(f"{_where(path, text, 'smoke')}: smoke must be a table")
+    every = set().union(*(setting_types(m) for m in MODES))
+    for key in smoke_table:
+        if key not in every:
+            raise ConfigError(
+                f"{_where(path, text, key)}: unknown key {key!r} in smoke; valid keys: {', '.join(sorted(every))}"
+            )
     names: set[str] = set()
     out = []
     for variant in variants:
@@ -201,7 +210,7 @@ def load_recipe(path: str | Path, sets: Sequence[str] = (), smoke: bool = False)
         settings.update({k: v for k, v in overrides.items() if k in settings})
         if "base" in overrides:
             base = get_model_info(str(overrides["base"])).name
-        settings.update(smoke_table)
+        settings.update({k: v for k, v in smoke_table.items() if k in setting_types(mode)})
         checked = _check_table(path, text, settings, mode, f"variant {name!r}")
         config = make_config(mode, base, checked, Path("unused"))
         if mode == "train":
