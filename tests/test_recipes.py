@@ -3,26 +3,13 @@
 from __future__ import annotations
 
 import csv
-import importlib.util
-import json
-import sys
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import numpy as np
 import pytest
 
 RECIPES = Path(__file__).resolve().parents[1] / "recipes"
-
-
-def _load(name: str) -> ModuleType:
-    spec = importlib.util.spec_from_file_location(name, RECIPES / f"{name}.py")
-    assert spec and spec.loader
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    spec.loader.exec_module(module)
-    return module
 
 
 def _accuracy(model: Any, batches: Any) -> float:
@@ -33,44 +20,6 @@ def _accuracy(model: Any, batches: Any) -> float:
         right += int((predicted == labels.numpy()).sum())
         total += len(predicted)
     return right / total
-
-
-def test_depth_study_trains_plain_and_residual_nets(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    import keras
-    import tensorflow_datasets as tfds
-
-    import transferkit
-
-    # The recipe's models and data, recorded as it makes them, to check what it reports.
-    built: dict[bool, tuple[Any, list[np.ndarray]]] = {}
-    loaded: list[Any] = []
-    create_model, load_data = transferkit.create_model, transferkit.load_data
-
-    def recording_create_model(*args: Any, **kwargs: Any) -> Any:
-        model = create_model(*args, **kwargs)
-        built[kwargs["plain"]] = (model, [w.numpy().copy() for w in model.trainable_weights])
-        return model
-
-    def recording_load_data(*args: Any, **kwargs: Any) -> Any:
-        loaded.append(load_data(*args, **kwargs))
-        return loaded[-1]
-
-    monkeypatch.setattr(transferkit, "create_model", recording_create_model)
-    monkeypatch.setattr(transferkit, "load_data", recording_load_data)
-    recipe = _load("depth_study")
-    with tfds.testing.mock_data(num_examples=64):
-        results = recipe.run("tfds:cifar10", depths=[8], epochs=1, batch_size=16, out=str(tmp_path))
-        assert set(results) == {"resnet-8", "plain-8"} and set(built) == {False, True} and len(loaded) == 1
-        assert json.loads((tmp_path / "depth_study.json").read_text()) == results
-        for plain, (model, initial) in built.items():
-            name = f"{'plain' if plain else 'resnet'}-8"
-            adds = [layer for layer in model.layers if isinstance(layer, keras.layers.Add)]
-            # resnet8: 3 stages of 1 basic block, one shortcut sum each; the plain net has none.
-            assert len(adds) == (0 if plain else 3), name
-            assert all(not np.array_equal(w.numpy(), w0) for w, w0 in zip(model.trainable_weights, initial)), name
-            assert results[name]["params"] == model.count_params()
-            assert results[name]["val_accuracy"] == pytest.approx(_accuracy(model, loaded[0].val), abs=1e-6), name
-    assert results["resnet-8"]["params"] == results["plain-8"]["params"]  # option A adds none
 
 
 def test_notebook_quickstart_runs_on_the_sample(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -1,7 +1,8 @@
 """transferkit: transfer learning on images with Keras 3.
 
 Faithful, parametric builders for the classic CNNs behind one registry and one shared head,
-and the two modes of transfer learning (use as-is, fine-tune) from the command line or Python.
+and the two modes of transfer learning (use as-is, fine-tune) and training from scratch
+(``train``) from the command line or Python.
 
 The front door is lazy: ``import transferkit`` loads no TensorFlow (so the command line answers
 ``--help`` at once); the first use of a name below (``tk.finetune``, ``tk.create_model``, ...)
@@ -34,6 +35,8 @@ _LAZY = {
     "FinetuneConfig": "transferkit.runs.finetune",
     "export": "transferkit.runs.export",
     "Run": "transferkit.runs.notebook",
+    "TrainConfig": "transferkit.runs.train",
+    "train": "transferkit.runs.notebook",
     "extract": "transferkit.runs.notebook",
     "finetune": "transferkit.runs.notebook",
     "load": "transferkit.runs.notebook",

@@ -170,7 +170,7 @@ def test_decode_files_keeps_file_order_and_each_files_orientation(tmp_path: Path
         np.testing.assert_array_equal(image.numpy(), load_image(tf.constant(f), SIZE, fmt, o, 1 if fmt == 1 else None).numpy())
 
 
-def test_finetune_lists_skipped_files_uses_options_and_class_weights(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_train_lists_skipped_files_uses_options_and_class_weights(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """A tiny real run through the CLI: random-init MobileNet at 32 px, one epoch."""
     from transferkit.cli import main
 
@@ -179,8 +179,8 @@ def test_finetune_lists_skipped_files_uses_options_and_class_weights(tmp_path: P
     write(root / "b" / "empty.jpg", b"")
     out = tmp_path / "run"
     code = main([
-        "finetune", "--data", str(root), "--out", str(out), "--weights", "none", "--image-size", "32",
-        "--epochs", "1", "--fine-tune-epochs", "0", "--batch-size", "8", "--quiet",
+        "train", "--base", "mobilenet_v1_025", "--data", str(root), "--out", str(out), "--image-size", "32",
+        "--epochs", "1", "--batch-size", "8", "--quiet",
         "--test-split", "0.2", "--class-weight", "auto", "--augment", "flip,contrast=0.1",
     ])
     assert code == 0

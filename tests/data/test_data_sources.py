@@ -6,7 +6,6 @@ import csv
 import shutil
 from pathlib import Path
 
-import numpy as np
 import pytest
 
 from data_images import encode, make_class_folder, pattern, write
@@ -191,9 +190,9 @@ def test_bad_input_is_one_line_error_exit_2_nothing_written(case: str, tmp_path:
         load_data(source, SIZE, 4, 0.2, 0, augment=False)
     out = tmp_path / "run"
     capsys.readouterr()
-    code = main(["finetune", "--data", source, "--out", str(out), "--image-size", "32", "--quiet", "--weights", "none"])
+    code = main(["train", "--data", source, "--out", str(out), "--image-size", "32", "--quiet"])
     err = capsys.readouterr().err.strip()
-    assert code == 2 and len(err.splitlines()) == 1 and err.startswith("transferkit finetune: error:"), err
+    assert code == 2 and len(err.splitlines()) == 1 and err.startswith("transferkit train: error:"), err
     assert not out.exists() and not list(tmp_path.glob(".run*"))
 
 

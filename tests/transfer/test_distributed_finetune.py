@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 
 from processes import free_port, wait_together
+from random_init import random_init
 from tuning.conftest import make_images
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -30,7 +31,7 @@ if sys.argv[3] == "mirrored":
 from transferkit.runs.finetune import FinetuneConfig, finetune
 
 settings = dict(
-    base="resnet20", weights=None, data=sys.argv[1], out=sys.argv[2], image_size=32, batch_size=8,
+    base="resnet20", weights=sys.argv[5], data=sys.argv[1], out=sys.argv[2], image_size=32, batch_size=8,
     epochs=1, fine_tune_epochs=1, unfreeze_from="stage3", augment=False, val_split=0.25,
     distribute=None if sys.argv[3] == "one_device" else sys.argv[3],
 )
@@ -62,13 +63,18 @@ def _env(**extra: str) -> dict[str, str]:
     return env
 
 
+def _init(images: Path) -> str:
+    """The random init (seed 0) every run starts from: finetune refuses weights=None."""
+    return random_init(images.parent / "init.weights.h5")
+
+
 def _lines(stdout: str) -> dict[str, str]:
     return dict(line.split(" ", 1) for line in stdout.splitlines() if line.split(" ", 1)[0].isupper())
 
 
 def _finetune(images: Path, out: Path, mode: str, **settings: object) -> dict[str, str]:
     proc = subprocess.run(
-        [sys.executable, "-c", RUN, str(images), str(out), mode, json.dumps(settings)], env=_env(), capture_output=True, text=True
+        [sys.executable, "-c", RUN, str(images), str(out), mode, json.dumps(settings), _init(images)], env=_env(), capture_output=True, text=True
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     return _lines(proc.stdout)
@@ -127,7 +133,7 @@ def test_multi_worker_finetune_on_localhost(images: Path, tmp_path: Path) -> Non
     logs = [[open(tmp_path / f"worker{i}.{stream}", "w+") for stream in ("out", "err")] for i in range(2)]
     procs = [
         subprocess.Popen(
-            [sys.executable, "-c", RUN, str(images), str(out), "multi_worker", "{}"],
+            [sys.executable, "-c", RUN, str(images), str(out), "multi_worker", "{}", _init(images)],
             env=_env(TF_CONFIG=json.dumps({"cluster": cluster, "task": {"type": "worker", "index": i}})),
             stdout=stdout, stderr=stderr, text=True,
         )

@@ -15,6 +15,7 @@ from transferkit.data import SAMPLE_DIR, load_data
 from transferkit.data.options import DataOptions
 from transferkit.errors import ConfigError, WeightsError
 from transferkit.runs.finetune import FinetuneConfig, finetune
+from random_init import random_init
 from tuning.conftest import make_images
 
 
@@ -148,7 +149,8 @@ class _RecordTraining(keras.callbacks.Callback):
 def test_gradual_unfreezing_trains_one_more_stage_each_step(tmp_path: Path) -> None:
     record = _RecordTraining()
     config = FinetuneConfig(
-        base="resnet20", weights=None, data=str(make_images(tmp_path / "images")), out=str(tmp_path / "run"),
+        base="resnet20", weights=random_init(tmp_path / "init.weights.h5"), data=str(make_images(tmp_path / "images")),
+        out=str(tmp_path / "run"),
         image_size=32, batch_size=8, epochs=1, fine_tune_epochs=3, gradual=1, unfreeze_from="stage1",
         augment=False, val_split=0.25,
     )
@@ -178,7 +180,8 @@ def test_class_weights_reweigh_each_example_of_the_training_loss(tmp_path: Path)
 
     def first_batch_loss(class_weight: str | None) -> float:
         config = FinetuneConfig(
-            base="resnet20", weights=None, data=str(images), out=str(tmp_path / f"run_{class_weight}"),
+            base="resnet20", weights=random_init(tmp_path / "init.weights.h5"), data=str(images),
+            out=str(tmp_path / f"run_{class_weight}"),
             image_size=32, batch_size=32, epochs=1, fine_tune_epochs=0, augment=False, val_split=0.25, dropout=0.0,
             data_options=DataOptions(class_weight=class_weight),
         )

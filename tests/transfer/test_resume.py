@@ -11,6 +11,7 @@ import pytest
 
 from transferkit.errors import ConfigError
 from transferkit.runs.finetune import FinetuneConfig, finetune
+from random_init import random_init
 from tuning.conftest import make_images
 
 
@@ -50,7 +51,7 @@ def images(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def _config(images: Path, out: Path | None, **kwargs) -> FinetuneConfig:
     settings = dict(
-        base="resnet20", weights=None, data=str(images), out=None if out is None else str(out), image_size=32, batch_size=8,
+        base="resnet20", weights=random_init(images.parent / "init.weights.h5"), data=str(images), out=None if out is None else str(out), image_size=32, batch_size=8,
         epochs=2, fine_tune_epochs=3, unfreeze_from="stage3", augment=False, val_split=0.25,
     )
     return FinetuneConfig(**{**settings, **kwargs})
@@ -96,7 +97,7 @@ def _crash_after_training(monkeypatch: pytest.MonkeyPatch, where: str) -> list[n
     """Makes the run die after its last epoch: after it evaluated, before its folder is written, or
     half-way through the SavedModel export (model.keras already in the partial folder). Returns
     a list that receives the trained model's weights at the crash."""
-    import transferkit.runs.finetune as finetune_module
+    import transferkit.runs.common as common_module  # the run folder is written from here
     import transferkit.runs.folder as folder_module
 
     trained: list[np.ndarray] = []
@@ -106,7 +107,7 @@ def _crash_after_training(monkeypatch: pytest.MonkeyPatch, where: str) -> list[n
         raise KeyboardInterrupt  # Ctrl-C, the hardest stop a process survives to report
 
     if where == "before-export":
-        monkeypatch.setattr(finetune_module, "write_run", lambda where, model, *args, **kwargs: die(model))
+        monkeypatch.setattr(common_module, "write_run", lambda where, model, *args, **kwargs: die(model))
     else:
         real = folder_module.export_saved_model
 

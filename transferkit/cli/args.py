@@ -40,6 +40,16 @@ def config_from_args(cls: type[Config], args: argparse.Namespace, **values: Any)
     return make_config(cls, **{**taken, **values})
 
 
+def hidden_units_arg(text: str) -> tuple[int, ...]:
+    """``--hidden-units``: ``'512,256'`` as ``(512, 256)``."""
+    from transferkit.errors import ConfigError
+
+    try:
+        return tuple(int(u) for u in text.split(",") if u.strip())
+    except ValueError:
+        raise ConfigError(f"--hidden-units takes numbers like '256' or '512,256', got {text!r}") from None
+
+
 def weights_arg(text: str | None) -> str | None:
     """``--weights``: ``none`` means random init."""
     return None if text is None or str(text).lower() == "none" else text
@@ -61,9 +71,14 @@ def add_data_arguments(parser: argparse.ArgumentParser, training: bool = True) -
         return
     g.add_argument("--test-split", type=float, default=0.0, help="fraction of every class held out for testing (default 0)")
     g.add_argument(
+        "--train-fraction", type=float, default=1.0,
+        help="train on this fraction of every class's training images (stratified; validation unchanged) (default 1)",
+    )
+    g.add_argument(
         "--augment", dest="augment_spec", default=None, metavar="SPEC",
-        help="training augmentation, e.g. 'flip,rotation=0.1,zoom=0.2,crop=0.875,contrast=0.2' "
-        "(default flip,rotation,zoom; 'none' for none; never applied to validation data)",
+        help="training augmentation, e.g. 'flip,rotation=0.1,zoom=0.2,crop=0.875,contrast=0.2', or 'cifar' "
+        "(4-pixel zero pad, random crop, flip) (default flip,rotation,zoom; train: none; 'none' for none; "
+        "never applied to validation data)",
     )
     g.add_argument(
         "--class-weight", choices=("auto", "none"), default="none",
@@ -80,6 +95,7 @@ def data_options_from_args(args: argparse.Namespace) -> DataOptions:
         augment_spec=getattr(args, "augment_spec", d.augment_spec),
         class_weight=None if getattr(args, "class_weight", "none") == "none" else args.class_weight,
         test_split=getattr(args, "test_split", d.test_split),
+        train_fraction=getattr(args, "train_fraction", d.train_fraction),
         data_dir=args.data_dir,
         tfds_splits=args.tfds_splits,
         path_column=args.path_column,

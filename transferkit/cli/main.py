@@ -25,6 +25,7 @@ COMMAND_MODULES = (
     "transferkit.cli.tune",
     "transferkit.cli.models",
     "transferkit.cli.export",
+    "transferkit.cli.recipes",
 )
 
 

@@ -1,12 +1,12 @@
-"""The training commands: ``finetune`` and ``extract``."""
+"""The training commands: ``finetune``, ``extract`` and ``train``."""
 
 from __future__ import annotations
 
 import argparse
 from typing import Any
 
-from transferkit.cli.args import add_data_arguments, config_from_args, positive_int
 from transferkit.cli.console import progress_verbosity
+from transferkit.cli.args import add_data_arguments, config_from_args, hidden_units_arg, positive_int
 
 
 def add_commands(sub: Any) -> None:
@@ -38,7 +38,7 @@ def add_commands(sub: Any) -> None:
     p.add_argument(
         "--weights",
         default=d.weights,
-        help="'imagenet' (default), 'none' for random init, or a weights file",
+        help="'imagenet' (default) or a weights file (to train from random init, use `transferkit train`)",
     )
     p.add_argument("--image-size", type=positive_int, default=None, help="square input side in pixels")
     p.add_argument("--batch-size", type=positive_int, default=d.batch_size)
@@ -93,6 +93,72 @@ def add_commands(sub: Any) -> None:
     x.add_argument("--quiet", action="store_true", help="no progress bars")
     add_data_arguments(x)
     x.set_defaults(func=run_extract)
+    add_train_command(sub)
+
+
+def add_train_command(sub: Any) -> None:
+    from transferkit.runs.train import TrainConfig
+    from transferkit.transfer.schedules import SCHEDULES
+
+    d = TrainConfig()
+    t = sub.add_parser(
+        "train",
+        help="train a model from scratch (every layer, from the first step) with a paper's schedule",
+        description=(
+            "Every layer trains from the first step, from random init (or --weights FILE to continue), "
+            "with the classifier and training settings of the model's paper (--schedule). Writes the same "
+            "run folder as finetune; rerun the same command to resume an interrupted run."
+        ),
+    )
+    t.add_argument("--base", default=d.base, help=f"model name (default {d.base}; see `transferkit models`)")
+    t.add_argument(
+        "--data", default=d.data,
+        help=f"folder of class sub-folders, CSV, tfds:NAME, 'digits' (scikit-learn's handwritten digits) "
+        f"or 'sample' (default {d.data})",
+    )
+    t.add_argument("--out", default=None, help="run folder to create (default runs/<base>-<time>)")
+    t.add_argument("--overwrite", action="store_true", help="replace an existing --out folder")
+    t.add_argument("--no-resume", dest="resume", action="store_false", help="start again rather than resume an interrupted run")
+    t.add_argument("--weights", default="none", help="'none' for random init (default), or a weights file to continue from")
+    t.add_argument("--image-size", type=positive_int, default=None, help="square input side in pixels (default: the model's)")
+    t.add_argument("--channels", type=int, choices=(1, 3), default=None, help="1 for grey images (default: the model's)")
+    s = t.add_argument_group("schedule (the preset's value when a flag is not given)")
+    s.add_argument(
+        "--schedule", default=d.schedule, metavar="NAME",
+        help=f"training preset: {', '.join(SCHEDULES)} (see docs/recipes.md; default {d.schedule})",
+    )
+    s.add_argument("--epochs", type=positive_int, default=None, help="epochs (default: the preset's, 30)")
+    s.add_argument("--batch-size", type=positive_int, default=None, help="batch size (default: the preset's)")
+    s.add_argument("--lr", type=float, default=None, help="peak learning rate (default: the preset's)")
+    s.add_argument("--weight-decay", type=float, default=None, help="L2 weight decay (default: the preset's)")
+    s.add_argument("--momentum", type=float, default=None, help="SGD momentum (default: the preset's, 0.9)")
+    s.add_argument(
+        "--nesterov", action=argparse.BooleanOptionalAction, default=None,
+        help="Nesterov momentum (default: the preset's)",
+    )
+    s.add_argument("--label-smoothing", type=float, default=None, help="label smoothing (default: the preset's, 0)")
+    s.add_argument("--warmup-epochs", type=float, default=None, help="warm-up epochs (default: the preset's)")
+    m = t.add_argument_group("model")
+    m.add_argument(
+        "--aux", action=argparse.BooleanOptionalAction, default=None,
+        help="train with the model's auxiliary classifiers, loss weight 0.3 each (default: on when it has "
+        "them, GoogLeNet); they are dropped from the saved model",
+    )
+    m.add_argument("--dropout", type=float, default=None, help="dropout of the head (default: the paper's)")
+    m.add_argument("--hidden-units", default=None, help="hidden FC layers of the head, e.g. '512,256' (default: the paper's)")
+    m.add_argument(
+        "--model-option", action="append", default=[], metavar="KEY=VALUE",
+        help="a builder argument of the family, e.g. plain=true, block_order=full_preact, block_dropout=0.3 (repeatable; default none)",
+    )
+    t.add_argument("--val-split", type=float, default=d.val_split, help=f"validation fraction per class (default {d.val_split})")
+    t.add_argument("--seed", type=int, default=d.seed, help=f"seed (default {d.seed})")
+    t.add_argument(
+        "--mixed-precision", choices=("mixed_float16", "mixed_bfloat16"), default=None, help="train in mixed precision (default off)"
+    )
+    t.add_argument("--distribute", choices=("mirrored", "multi_worker"), default=None, help="tf.distribute strategy (default none)")
+    t.add_argument("--quiet", action="store_true", help="no progress bars")
+    add_data_arguments(t)
+    t.set_defaults(func=run_train)
 
 
 def add_finetune_arguments(p: argparse.ArgumentParser) -> None:
@@ -146,16 +212,26 @@ def run_finetune(args: argparse.Namespace) -> int:
 
 
 def run_extract(args: argparse.Namespace) -> int:
-    from transferkit.errors import ConfigError
     from transferkit.runs.extract import ExtractConfig, extract
 
-    try:
-        hidden = tuple(int(u) for u in args.hidden_units.split(",") if u.strip())
-    except ValueError:
-        raise ConfigError(f"--hidden-units takes numbers like '256' or '512,256', got {args.hidden_units!r}") from None
+    hidden = hidden_units_arg(args.hidden_units)
     augment = args.augment_spec not in (None, "", "none", "off")
     config = config_from_args(ExtractConfig, args, hidden_units=hidden, augment=augment)
     result = extract(config, verbose=progress_verbosity(args.quiet))
     print(f"validation accuracy: {result.val_accuracy:.4f}")
     print(f"run folder: {result.out}")
+    return 0
+
+
+def run_train(args: argparse.Namespace) -> int:
+    from transferkit.runs.recipe import parse_set
+    from transferkit.runs.train import TrainConfig, train
+
+    config = config_from_args(
+        TrainConfig, args, hidden_units=hidden_units_arg(args.hidden_units) if args.hidden_units else None,
+        model_options=dict(parse_set(item, "--model-option") for item in args.model_option),
+    )
+    result = train(config, verbose=progress_verbosity(args.quiet))
+    print(f"validation accuracy: {result.val_accuracy:.4f}")
+    print(f"run folder: {result.out}" if result.out else "worker done (the chief writes the run folder)")
     return 0

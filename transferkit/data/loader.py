@@ -23,6 +23,7 @@ from transferkit.data.split import (
     complete_split,
     find_duplicates,
     stratified_split,
+    train_subset,
     write_manifest,
 )
 from transferkit.data.tfds_source import is_tfds
@@ -30,6 +31,8 @@ from transferkit.errors import ConfigError, DataError
 
 SAMPLE_NAME = "sample"
 SAMPLE_DIR = Path(__file__).resolve().parents[1] / "assets" / "sample"
+DIGITS_NAME = "digits"
+"""scikit-learn's bundled copy of the UCI handwritten digits (1,797 8x8 grey images, 10 classes)."""
 # The "auto" cache keeps decoded images in memory up to this share of the available memory.
 MEMORY_CACHE_SHARE = 0.5
 
@@ -88,15 +91,43 @@ class DataBundle:
 
 
 def resolve_source(source: str | os.PathLike[str]) -> Path:
-    """The path a ``--data`` value names; ``sample`` is the small dataset shipped in the package."""
-    if str(source) == SAMPLE_NAME:
-        if Path(SAMPLE_NAME).exists():
+    """The path a ``--data`` value names; ``sample`` is the small dataset shipped in the package,
+    ``digits`` the handwritten digits bundled with scikit-learn (written once as class folders)."""
+    if str(source) in (SAMPLE_NAME, DIGITS_NAME):
+        if Path(str(source)).exists():
             raise DataError(
-                "'sample' names both the built-in sample dataset and ./sample here; "
-                "write ./sample for your folder"
+                f"'{source}' names both the built-in {source} dataset and ./{source} here; "
+                f"write ./{source} for your folder"
             )
-        return SAMPLE_DIR
+        return SAMPLE_DIR if str(source) == SAMPLE_NAME else digits_folder()
     return Path(source).expanduser()
+
+
+def digits_folder() -> Path:
+    """scikit-learn's handwritten digits as PNG class folders ``0``..``9`` in the transferkit cache
+    (``$TRANSFERKIT_CACHE``, default ``~/.cache/transferkit``), written once, atomically."""
+    import shutil
+
+    import numpy as np
+    from PIL import Image
+    from sklearn.datasets import load_digits
+
+    root = Path(os.environ.get("TRANSFERKIT_CACHE") or Path.home() / ".cache" / "transferkit")
+    folder = root / "digits"
+    if folder.is_dir():
+        return folder
+    digits = load_digits()
+    root.mkdir(parents=True, exist_ok=True)
+    partial = Path(tempfile.mkdtemp(prefix=".digits-", dir=root))
+    for i, (image, label) in enumerate(zip(digits.images, digits.target)):
+        (partial / str(label)).mkdir(exist_ok=True)
+        pixels = np.round(image * (255.0 / 16.0)).astype(np.uint8)  # 0-16 counts to 0-255 grey
+        Image.fromarray(pixels, mode="L").save(partial / str(label) / f"{i:04d}.png")
+    try:
+        partial.rename(folder)
+    except OSError:  # another process wrote it first
+        shutil.rmtree(partial, ignore_errors=True)
+    return folder
 
 
 def is_csv(path: Path) -> bool:
@@ -198,6 +229,7 @@ def load_data(
     augment_spec: str | None = None,
     class_weight: str | None = None,
     test_split: float = 0.0,
+    train_fraction: float = 1.0,
     data_dir: str | None = None,
     tfds_splits: str | None = None,
     path_column: str = "path",
@@ -229,6 +261,8 @@ def load_data(
             ``flip,rotation,zoom``.
         class_weight: ``"auto"`` for balanced class weights (``DataBundle.class_weight``).
         test_split: Fraction of each class held out for testing.
+        train_fraction: Fraction of each class's training images used (after the split, so
+            validation is the same; stratified, seeded).
         data_dir: tensorflow-datasets data folder.
         tfds_splits: tfds split mapping, e.g. ``"train=train,val=validation"``.
         path_column, label_column, split_column: CSV column names.
@@ -252,7 +286,7 @@ def load_data(
     if is_tfds(source):
         return _load_tfds(
             str(source), image_size, channels, batch_size, val_split, seed, augmentation, class_weight,
-            data_dir, tfds_splits, cache, cache_dir,
+            data_dir, tfds_splits, cache, cache_dir, train_fraction,
         )
     index = index_source(source, path_column, label_column, split_column)
     skipped = list(index.skipped)
@@ -270,6 +304,11 @@ def load_data(
         splits = complete_split([index.splits[i] for i in keep], labels, val_split, seed, index.class_names)
     else:
         splits = stratified_split(labels, val_split, seed, index.class_names, test_split)
+    if train_fraction != 1.0:
+        kept = train_subset(labels, splits, train_fraction, seed)
+        files, labels, sizes, stamps, probes, splits = (
+            [column[i] for i in kept] for column in (files, labels, sizes, stamps, probes, splits)
+        )
 
     def decode(rows: list[int], target: str | None) -> Any:
         return pipeline.decode_files(
@@ -377,6 +416,7 @@ def _check_usable(index: FolderIndex, keep: list[int], bad: list[Any]) -> None:
 def _load_tfds(
     source: str, image_size: int, channels: int, batch_size: int, val_split: float, seed: int, augmentation: Any,
     class_weight: str | None, data_dir: str | None, tfds_splits: str | None, cache: str, cache_dir: str | None,
+    train_fraction: float = 1.0,
 ) -> DataBundle:
     import numpy as np
     import tensorflow as tf
@@ -400,6 +440,10 @@ def _load_tfds(
             f"its {src.splits['train']!r} split ({val_split:.0%} of each class, stratified, seed {seed}); "
             f"training uses the other {len(parts['train'][1])}"
         )
+    if train_fraction != 1.0:
+        read, rows = parts["train"]
+        train_labels = [labels_of[read][i] for i in rows]
+        parts["train"] = (read, [rows[j] for j in train_subset(train_labels, ["train"] * len(rows), train_fraction, seed)])
     pipes: dict[str, Any] = {}
     files: list[str] = []
     labels: list[int] = []

@@ -20,6 +20,8 @@ class DataOptions:
         class_weight: ``"auto"`` weighs each class by ``n / (classes * n_class)`` of the training
             split; None weighs all alike.
         test_split: Fraction of every class held out as a test split (0: none).
+        train_fraction: Train on this fraction of every class's training images (stratified,
+            seeded, chosen after the split so validation is the same); 1 uses them all.
         data_dir: tensorflow-datasets download and cache folder (tfds' default when None).
         tfds_splits: tfds split mapping, e.g. ``"train=train,val=validation,test=test"``.
         path_column, label_column, split_column: CSV column names.
@@ -31,6 +33,7 @@ class DataOptions:
     augment_spec: str | None = None
     class_weight: str | None = None
     test_split: float = 0.0
+    train_fraction: float = 1.0
     data_dir: str | None = None
     tfds_splits: str | None = None
     path_column: str = "path"

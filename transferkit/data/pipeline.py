@@ -40,8 +40,19 @@ AUGMENTATIONS = {
     "crop": (0.875, lambda v, s, size: _random_crop(float(v), s, size)),
     "contrast": (0.2, lambda v, s, size: keras.layers.RandomContrast(float(v), seed=s)),
     "brightness": (0.2, lambda v, s, size: keras.layers.RandomBrightness(float(v), seed=s)),
+    "pad": (4, lambda v, s, size: _pad_crop(int(v), s, size)),
 }
 DEFAULT_AUGMENT = "flip,rotation,zoom"
+PRESETS = {"cifar": "pad=4,flip"}
+"""Named augmentations: ``cifar`` is the ResNet/WRN papers' 4-pixel zero pad, random crop, flip."""
+
+
+def _pad_crop(pixels: int, seed: int, size: int | None) -> keras.Sequential:
+    if size is None or pixels < 0:
+        raise ConfigError(f"pad takes a number of pixels (0 or more), got {pixels}")
+    return keras.Sequential(
+        [keras.layers.ZeroPadding2D(pixels), keras.layers.RandomCrop(size, size, seed=seed)], name="pad_crop"
+    )
 
 
 def _random_crop(fraction: float, seed: int, size: int | None) -> keras.Sequential:
@@ -61,6 +72,7 @@ def parse_augment(spec: str | None) -> list[tuple[str, Any]]:
     """
     if spec is None or spec.strip().lower() in ("", "none", "off"):
         return []
+    spec = PRESETS.get(spec.strip().lower(), spec)
     out: list[tuple[str, Any]] = []
     for item in spec.split(","):
         name, _, value = item.strip().partition("=")

@@ -179,3 +179,18 @@ def find_duplicates(files: Sequence[str], sizes: Sequence[int] | None = None) ->
                 except OSError:
                     continue
     return sorted(g for g in by_digest.values() if len(g) > 1)
+
+
+def train_subset(labels: Sequence[int], splits: Sequence[str], fraction: float, seed: int) -> list[int]:
+    """The indices kept when only ``fraction`` of every class's training items is used (at least
+    one per class, seeded); the other splits' items are all kept, so validation is unchanged."""
+    if not 0.0 < fraction <= 1.0:
+        raise DataError(f"the training fraction must be in (0, 1], got {fraction}")
+    labels_arr, splits_arr = np.asarray(labels), np.asarray(splits, dtype=object)
+    drop: set[int] = set()
+    rng = np.random.default_rng(seed + 1)
+    for label in np.unique(labels_arr):
+        idx = np.flatnonzero((labels_arr == label) & (splits_arr == "train"))
+        keep = max(1, int(round(len(idx) * fraction)))
+        drop.update(rng.permutation(idx)[keep:].tolist())
+    return [i for i in range(len(labels_arr)) if i not in drop]

@@ -22,6 +22,7 @@ from transferkit.models.factory import (
     create_backbone,
     create_model,
     default_image_size,
+    inference_model,
     pretrained_classifier,
 )
 from transferkit.models.head import classification_head
@@ -37,6 +38,7 @@ __all__ = [
     "create_model",
     "default_image_size",
     "get_model_info",
+    "inference_model",
     "list_models",
     "pretrained_classifier",
 ]

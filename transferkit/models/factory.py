@@ -140,7 +140,9 @@ def create_model(
         hidden_units: Hidden Dense layers of the head (VGG/AlexNet style FC layers).
         dropout: Dropout rate before ``predictions`` (and after each hidden layer).
         activation: Activation of ``predictions`` (``"softmax"``, ``"sigmoid"``, ``None``).
-        aux_outputs: Add training-time auxiliary classifiers where the family has them.
+        aux_outputs: Add training-time auxiliary classifiers where the family has them; the
+            model's outputs are then ``[predictions, aux...]`` and its attribute
+            ``loss_weights_of_outputs`` holds their loss weights (``model.compile(loss_weights=...)``).
         backbone: A backbone of ``name`` built before (:func:`create_backbone`, :func:`base_of`)
             to put the head on instead of building one; its layers are shared, weights included.
         **overrides: Builder arguments (see the family's docstring).
@@ -166,8 +168,11 @@ def create_model(
     if aux_outputs:
         if info.aux_heads is None:
             raise ConfigError(f"{info.name} has no auxiliary classifiers; drop aux_outputs")
-        outputs = [outputs] + [out for out, _ in info.aux_heads(backbone, num_classes)]
+        heads = info.aux_heads(backbone, num_classes)
+        outputs = [outputs] + [out for out, _ in heads]
     model = keras.Model(backbone.input, outputs, name=info.name)
+    if aux_outputs:
+        model.loss_weights_of_outputs = (1.0,) + tuple(weight for _, weight in heads)
     if source is not None:
         weights_lib.load_into(model, source)
     return model
@@ -227,6 +232,14 @@ def build_model(
         adapt_input_channels(rgb, grey)
         return grey
     return create_model(base, num_classes, weights, (size, size, channels), **head)
+
+
+def inference_model(model: keras.Model) -> keras.Model:
+    """``model`` with only its ``predictions`` output (weights shared): what is saved and
+    exported of a model trained with auxiliary classifiers; ``model`` itself when it has one output."""
+    if not isinstance(model.output, (list, tuple)):
+        return model
+    return keras.Model(model.input, model.get_layer("predictions").output, name=model.name)
 
 
 def base_of(model: keras.Model) -> keras.Model:

@@ -4,10 +4,8 @@ the top of the base and train on at a lower learning rate; write the run folder.
 from __future__ import annotations
 
 import dataclasses
-import sys
 import warnings
 from dataclasses import dataclass
-from pathlib import Path
 from collections.abc import Sequence
 from typing import Any
 
@@ -17,9 +15,8 @@ from transferkit import transfer
 from transferkit.data.options import DataOptions
 from transferkit.errors import ConfigError
 from transferkit.models import build_model, checked_image_size, get_model_info
-from transferkit.runs import distribute
-from transferkit.runs.folder import DEFAULT_ROOT, RunResult, check_out_dir, default_out, write_run
-from transferkit.runs.resume import Progress, interrupted_run
+from transferkit.runs import common, distribute
+from transferkit.runs.folder import RunResult
 from transferkit.transfer import freeze
 
 # The pipelines drop undecodable files, so their length is unknown until the first epoch ends.
@@ -34,7 +31,8 @@ class FinetuneConfig:
         base: Registry name of the base model.
         data: Dataset folder (class sub-folders) or ``"sample"``.
         out: Run folder; ``runs/<base>-<time>`` when None.
-        weights: ``"imagenet"``, None (random init) or a weights file for the base.
+        weights: ``"imagenet"`` or a weights file for the base (None is refused: training from
+            random init is :func:`transferkit.runs.train.train`).
         image_size: Square input side; the weights' (or model's) default when None.
         batch_size: Batch size.
         epochs: Epochs of phase 1 (head only, base frozen).
@@ -119,6 +117,11 @@ def _check(config: FinetuneConfig) -> int:
         raise ConfigError(f"unfreeze_last must be at least 1, got {config.unfreeze_last}")
     if config.gradual < 0:
         raise ConfigError(f"gradual must be 0 (off) or a number of epochs, got {config.gradual}")
+    if config.weights is None:
+        raise ConfigError(
+            "finetune needs pretrained weights (a frozen random base learns nothing); to train "
+            f"{config.base} from random init use `transferkit train --base {config.base}`"
+        )
     transfer.parse_lr_mult(config.lr_mult)
     transfer.make_optimizer(config.optimizer)
     transfer.check_precision(config.mixed_precision)
@@ -131,19 +134,6 @@ def _check(config: FinetuneConfig) -> int:
                 f"{info.name} has no stage {config.unfreeze_from!r}; stages: {', '.join(stages)}"
             )
     return size
-
-
-def _out_dir(config: FinetuneConfig, settings: dict[str, Any], chief: bool) -> Path:
-    """The run folder: ``--out``; without it, the folder of an interrupted run with the same
-    settings (so rerunning the same command resumes it), else a new ``runs/<base>-<time>``.
-    Refused when it exists (unless ``overwrite``); a non-chief worker writes nothing there."""
-    if config.out:
-        out = Path(config.out)
-    else:
-        base = get_model_info(config.base).name
-        found = interrupted_run(Path(DEFAULT_ROOT), f"{base}-", settings) if config.resume else None
-        out = found or Path(default_out(base))
-    return check_out_dir(out, config.overwrite) if chief else out.expanduser()
 
 
 def _compile(model: keras.Model, lr: float, optimizer: str = "adam", lr_mult: Any = None) -> None:
@@ -172,8 +162,7 @@ def finetune(config: FinetuneConfig, verbose: int = 1, callbacks: Sequence[keras
     Returns:
         The run folder, final validation accuracy, trained model, class names and history.
     """
-    strategy = distribute.make_strategy(config.distribute)  # before TensorFlow runs anything
-    with transfer.precision(config.mixed_precision), distribute.scope(strategy):
+    with common.strategy_scope(config.distribute, config.mixed_precision) as strategy:
         return _finetune(config, verbose, strategy, callbacks)
 
 
@@ -185,7 +174,7 @@ def _finetune(
     chief = distribute.is_chief(strategy)
     size = _check(config)
     settings = {**dataclasses.asdict(config), "image_size": size}
-    out_dir = _out_dir(config, settings, chief)
+    out_dir = common.out_dir(config.out, config.base, settings, chief, config.resume, config.overwrite)
     data = load_data(
         config.data, size, config.batch_size, config.val_split, config.seed, config.augment,
         channels=config.channels or get_model_info(config.base).input_shape[2], **config.data_options.kwargs(),
@@ -194,18 +183,10 @@ def _finetune(
     model = build_model(
         config.base, data.num_classes, config.weights, size, config.channels, dropout=config.dropout
     )
-    log = (lambda msg: print(msg, file=sys.stderr)) if verbose else (lambda msg: None)
-    log(
-        f"transferkit: {config.base} ({config.weights or 'random init'}) on {data.count('train')} "
-        f"training / {data.count('val')} validation images, {data.num_classes} classes, {size}px"
-        + (f", {distribute.replicas(strategy)} replicas ({config.distribute})" if strategy is not None else "")
-    )
-    if data.skipped:
-        log(f"transferkit: skipped {len(data.skipped)} files that cannot be used as images (see skipped.txt)")
-    for note in data.notes:
-        log(f"transferkit: {note}")
+    log = common.logger(verbose)
+    common.announce(log, config.base, config.weights, data, size, strategy, config.distribute)
     cache = config.frozen_cache and not _augmented(config)
-    progress = Progress(out_dir, settings, config.resume, "" if chief else f".{distribute.task_name(strategy)}")
+    progress = common.progress(out_dir, settings, config.resume, chief, strategy)
     target = transfer.resolve_unfreeze(model, config.unfreeze_from, config.unfreeze_last)
     steps = [(None, config.epochs)] if config.epochs else []
     steps += transfer.unfreeze_schedule(model, target, config.fine_tune_epochs, config.gradual)
@@ -227,16 +208,7 @@ def _finetune(
         first_epoch += epochs
     if resume_at == len(steps):  # nothing trained in this process: set up the model as the last step left it
         _compile(model, *_set_step(model, config, steps[-1][0]))
-    rows = progress.rows
-    distribute.build_from_local_batch(model, data.val)
-    val_loss, val_accuracy = model.evaluate(data.val, verbose=0)
-    with distribute.out_dir(out_dir, chief) as where:
-        result = write_run(
-            where, model, data, rows, float(val_accuracy), float(val_loss),
-            {**settings, "mode": "finetune", "num_replicas": distribute.replicas(strategy)},
-        )
-    progress.remove()
-    return result if chief else dataclasses.replace(result, out=None)
+    return common.finish(model, data, progress.rows, out_dir, settings, "finetune", strategy, chief, progress)
 
 
 def _set_step(model: keras.Model, config: FinetuneConfig, start: str | None, log: Any = None, epochs: int = 0) -> tuple:
@@ -283,11 +255,4 @@ def _fit(
             train, val = features.cached_prefix_data(prefix, data.train, data.val, config.batch_size, config.seed)
             target = suffix
             _compile(target, *compile_args)
-    distribute.build_from_local_batch(target, train)
-    try:
-        return target.fit(train, validation_data=val, shuffle=False, class_weight=data.class_weight, **kwargs)
-    finally:
-        # BackupAndRestore sets the epoch to resume from on the model, and fit never clears it.
-        target._initial_epoch = None
-
-
+    return common.fit(target, train, val, data.class_weight, **kwargs)

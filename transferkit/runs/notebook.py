@@ -22,6 +22,7 @@ from transferkit.data.options import DataOptions
 from transferkit.errors import ConfigError
 from transferkit.runs.extract import ExtractConfig, extract as extract_run
 from transferkit.runs.finetune import FinetuneConfig, finetune as finetune_run
+from transferkit.runs.train import TrainConfig, train as train_run
 
 Config = TypeVar("Config")
 
@@ -297,3 +298,4 @@ def run_api(work: Callable[..., Any], cls: type) -> Callable[..., Run]:
 
 finetune = run_api(finetune_run, FinetuneConfig)
 extract = run_api(extract_run, ExtractConfig)
+train = run_api(train_run, TrainConfig)

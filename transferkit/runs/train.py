@@ -1,0 +1,210 @@
+"""Training from scratch the papers' way: every layer trains from the first step, from random init
+(or a weights file to continue), with a paper's schedule (:mod:`transferkit.transfer.schedules`);
+the same run folder, resume and export as ``finetune``."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import keras
+
+from transferkit.data.options import DataOptions
+from transferkit.errors import ConfigError
+from transferkit.models import build_model, checked_image_size, get_model_info, inference_model
+from transferkit.runs import common, distribute
+from transferkit.runs.folder import RunResult
+from transferkit.transfer import check_precision, schedules
+
+
+@dataclass
+class TrainConfig:
+    """Everything a training run depends on; saved as ``config.json`` to rerun it.
+
+    Attributes:
+        base: Registry name of the model; it trains with the classifier its paper trained
+            (VGG's FC layers with dropout 0.5, GoogLeNet's auxiliary classifiers, ...).
+        data: Dataset (folder, CSV, ``tfds:NAME``, ``"digits"`` or ``"sample"``).
+        out: Run folder; ``runs/<base>-<time>`` when None.
+        weights: None (random init), or a weights file (or tag) to start from.
+        image_size: Square input side; the model's default when None.
+        channels: 3 (RGB) or 1 (grey); the model's default when None.
+        schedule: Training preset (:data:`transferkit.transfer.schedules.SCHEDULES`).
+        epochs, batch_size, lr, weight_decay, momentum, nesterov, label_smoothing, warmup_epochs:
+            Overrides of the preset (None: the preset's).
+        aux: Train with the model's auxiliary classifiers (None: when it has them); they are
+            dropped from the saved model and the exports.
+        dropout: Dropout of the head (None: the paper's).
+        hidden_units: Hidden FC layers of the head (None: the paper's).
+        model_options: Builder arguments of the family (``{"plain": True}``, ``{"block_order":
+            "full_preact"}``, ``{"block_dropout": 0.3}``).
+        val_split: Fraction of every class held out for validation.
+        seed: Seed of the split, shuffling, augmentation and initialisation.
+        run_eagerly: Keras runs each step eagerly instead of tracing a graph: slower per step,
+            but for a few steps of a deep net (a smoke run) tracing costs more than training.
+        mixed_precision: ``"mixed_float16"`` or ``"mixed_bfloat16"``; None trains in float32.
+        distribute: ``"mirrored"`` or ``"multi_worker"``; None trains on the default device.
+        overwrite: Replace an existing run folder (only once the new run is complete).
+        resume: Carry on an interrupted run with the same settings (False discards its progress).
+        data_options: CSV columns, tfds, augmentation (``augment_spec``, e.g. ``"cifar"``; no
+            augmentation unless given), training fraction, class weights, cache.
+    """
+
+    base: str = "resnet20"
+    data: str = "digits"
+    out: str | None = None
+    weights: str | None = None
+    image_size: int | None = None
+    channels: int | None = None
+    schedule: str = "cosine"
+    epochs: int | None = None
+    batch_size: int | None = None
+    lr: float | None = None
+    weight_decay: float | None = None
+    momentum: float | None = None
+    nesterov: bool | None = None
+    label_smoothing: float | None = None
+    warmup_epochs: float | None = None
+    aux: bool | None = None
+    dropout: float | None = None
+    hidden_units: tuple[int, ...] | None = None
+    model_options: dict[str, Any] = dataclasses.field(default_factory=dict)
+    val_split: float = 0.2
+    seed: int = 0
+    run_eagerly: bool = False
+    mixed_precision: str | None = None
+    distribute: str | None = None
+    overwrite: bool = False
+    resume: bool = True
+    data_options: DataOptions = dataclasses.field(default_factory=DataOptions)
+
+
+def resolve_schedule(config: TrainConfig) -> schedules.Schedule:
+    """The run's schedule: the preset with the config's overrides."""
+    given = {k: getattr(config, k) for k in schedules.OVERRIDABLE}
+    return schedules.resolve(config.schedule, get_model_info(config.base).name, **given)
+
+
+def _check(config: TrainConfig) -> tuple[int, schedules.Schedule, bool]:
+    """Validates what can be checked before any data is read; returns the image size, the
+    schedule and whether auxiliary classifiers train."""
+    schedule = resolve_schedule(config)
+    info = get_model_info(config.base)
+    size = checked_image_size(info.name, config.weights, config.image_size)
+    if config.aux and info.aux_heads is None:
+        raise ConfigError(f"{info.name} has no auxiliary classifiers; drop --aux")
+    aux = info.aux_heads is not None if config.aux is None else config.aux
+    if not isinstance(config.model_options, dict):
+        raise ConfigError(f"model_options must be a table of builder arguments, got {config.model_options!r}")
+    check_precision(config.mixed_precision)
+    return size, schedule, aux
+
+
+def train(config: TrainConfig, verbose: int = 1, callbacks: Sequence[keras.callbacks.Callback] = ()) -> RunResult:
+    """Trains every layer of ``config.base`` with ``config.schedule`` and writes the run folder.
+
+    An interrupted run resumes where it stopped when it is started again with the same settings.
+
+    Args:
+        config: The run's settings.
+        verbose: 0 for silence, 1 for Keras progress bars and transferkit's log lines.
+        callbacks: More Keras callbacks for ``fit``.
+
+    Returns:
+        The run folder, final validation accuracy, trained model (one output), class names and
+        history (with ``main_loss`` and ``auxN_loss`` columns when auxiliary classifiers trained).
+    """
+    with common.strategy_scope(config.distribute, config.mixed_precision) as strategy:
+        return _train(config, verbose, strategy, callbacks)
+
+
+def build_training_model(config: TrainConfig, num_classes: int, size: int, aux: bool) -> keras.Model:
+    """The model that trains: the paper's classifier (with its auxiliary outputs when ``aux``)."""
+    head = {k: getattr(config, k) for k in ("dropout", "hidden_units") if getattr(config, k) is not None}
+    if "hidden_units" in head:
+        head["hidden_units"] = tuple(head["hidden_units"])
+    return build_model(
+        config.base, num_classes, config.weights, size, config.channels, aux_outputs=aux, **head, **config.model_options
+    )
+
+
+def compile_for_training(model: keras.Model, training: schedules.Training, run_eagerly: bool = False) -> None:
+    """Compiles with the schedule's optimizer and loss; auxiliary outputs with their loss weights."""
+    weights = getattr(model, "loss_weights_of_outputs", None)
+    if weights is None:
+        model.compile(optimizer=training.optimizer, loss=training.loss, metrics=["accuracy"], run_eagerly=run_eagerly)
+        return
+    model.compile(
+        optimizer=training.optimizer,
+        loss=[training.loss] * len(weights),
+        loss_weights=list(weights),
+        metrics=[["accuracy"]] + [[] for _ in weights[1:]],
+        run_eagerly=run_eagerly,
+    )
+
+
+def _repeat_labels(ds: Any, n: int) -> Any:
+    return ds.map(lambda x, y: (x, (y,) * n))
+
+
+def _rename(row: dict[str, Any]) -> dict[str, Any]:
+    """History columns of a model with auxiliary outputs under the usual names: ``accuracy``,
+    ``val_accuracy``, ``main_loss``, ``aux1_loss``... (``loss`` is the weighted total)."""
+    out = {}
+    for key, value in row.items():
+        key = key.replace("predictions_accuracy", "accuracy").replace("_predictions_loss", "_loss")
+        out["main_loss" if key == "predictions_loss" else "val_main_loss" if key == "val_predictions_loss" else key] = value
+    return out
+
+
+def _train(config: TrainConfig, verbose: int, strategy: Any, callbacks: Sequence[keras.callbacks.Callback]) -> RunResult:
+    from transferkit.data import load_data
+
+    chief = distribute.is_chief(strategy)
+    size, schedule, aux = _check(config)
+    settings = {**dataclasses.asdict(config), "image_size": size, "aux": aux}
+    out_dir = common.out_dir(config.out, config.base, settings, chief, config.resume, config.overwrite)
+    options = config.data_options
+    augment = options.augment_spec not in (None, "", "none", "off")
+    data = load_data(
+        config.data, size, schedule.batch_size, config.val_split, config.seed, augment,
+        channels=config.channels or get_model_info(config.base).input_shape[2], **options.kwargs(),
+    )
+    keras.utils.set_random_seed(config.seed)
+    model = build_training_model(config, data.num_classes, size, aux)
+    log = common.logger(verbose)
+    common.announce(log, config.base, config.weights, data, size, strategy, config.distribute)
+    log(
+        f"transferkit: training every layer, schedule {schedule.name} (lr {schedule.lr}, {schedule.decay} decay, "
+        f"batch {schedule.batch_size}, {schedule.epochs} epochs){', with auxiliary classifiers' if aux else ''}"
+    )
+    outputs = len(getattr(model, "loss_weights_of_outputs", (1.0,)))
+    steps = max(1, math.ceil(data.count("train") / schedule.batch_size))
+    training = schedules.make_training(schedule, steps, "val_predictions_accuracy" if outputs > 1 else "val_accuracy")
+    compile_for_training(model, training, config.run_eagerly)
+    progress = common.progress(out_dir, settings, config.resume, chief, strategy)
+    if progress.done:
+        log(f"transferkit: resuming an interrupted run, its training had finished ({progress.folder})")
+        progress.restore(model, 1)
+    else:
+        if progress.resuming:
+            log(f"transferkit: resuming an interrupted run after epoch {len(progress.rows)} ({progress.folder})")
+        train_ds, val_ds = data.train, data.val
+        if outputs > 1:
+            train_ds, val_ds = _repeat_labels(train_ds, outputs), _repeat_labels(val_ds, outputs)
+        common.fit(
+            model, train_ds, val_ds, data.class_weight if outputs == 1 else None, epochs=schedule.epochs,
+            verbose=verbose, callbacks=progress.callbacks(0, "train") + training.callbacks + list(callbacks),
+        )
+        progress.finish_step(model, 0)
+    final = inference_model(model)
+    if final is not model:
+        final.compile(loss=training.loss, metrics=["accuracy"], run_eagerly=config.run_eagerly)
+    rows = [_rename(row) for row in progress.rows]
+    return common.finish(
+        final, data, rows, out_dir, settings, "train", strategy, chief, progress,
+        metrics={"schedule": dataclasses.asdict(schedule), "params": final.count_params(), "train_params": model.count_params()},
+    )
