@@ -27,7 +27,7 @@ def add_commands(sub: Any) -> None:
     )
     p.add_argument("inputs", nargs="+", metavar="IMAGES|DIR|CSV", help="image files, folders (searched recursively) or CSVs of paths")
     _add_model_arguments(p)
-    p.add_argument("--top-k", type=positive_int, default=5)
+    p.add_argument("--top-k", type=positive_int, default=5, help="classes listed per image, best first")
     p.add_argument("--output", default=None, help="write the predictions to this CSV file")
     p.add_argument("--path-column", default="path", help="CSV column of image paths (default path)")
     p.set_defaults(func=run_predict)
@@ -67,7 +67,7 @@ def _add_model_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--model", default=None, help="a run folder, .keras file or exported SavedModel folder (default: the unchanged pretrained classifier)")
     g.add_argument("--base", default="mobilenet_v1_025", help="pretrained model name, without --model")
     g.add_argument("--weights", default="imagenet", help="pretrained tag, without --model")
-    g.add_argument("--batch-size", type=positive_int, default=32)
+    g.add_argument("--batch-size", type=positive_int, default=32, help="images per batch")
 
 
 def _classifier(args: argparse.Namespace) -> Any:

@@ -45,6 +45,15 @@ EXAMPLES = {
         "transferkit extract --data ./photos",
         "transferkit extract --base efficientnet_b0 --data tfds:oxford_flowers102 --hidden-units 256",
     ),
+    "train": (
+        "transferkit train --base lenet5 --data digits",
+        "transferkit train --base resnet20 --data ./photos --schedule resnet-cifar --augment cifar --epochs 160",
+        "transferkit train --base wrn_16_4 --data ./photos --schedule wrn --dropout 0.3",
+    ),
+    "run": (
+        "transferkit run resnet_degradation --smoke",
+        "transferkit run recipes/vgg_depth.toml --set epochs=30 --out runs/vgg",
+    ),
     "predict": (
         "transferkit predict photo.jpg more_photos/",
         "transferkit predict --model runs/mine new_photos/ --top-k 3 --output predictions.csv",
@@ -52,15 +61,15 @@ EXAMPLES = {
     "evaluate": (
         "transferkit evaluate --model runs/mine",
         "transferkit evaluate --model runs/mine --data ./other_photos --report report/",
-        "transferkit evaluate --data ./photos --map cats=tabby,tiger_cat dogs=golden_retriever",
+        "transferkit evaluate --data ./photos --map cat=tabby+tiger_cat,dog=golden_retriever",
     ),
     "doctor": (
         "transferkit doctor --data ./photos",
-        "transferkit doctor --data labels.csv --output doctor.json",
+        "transferkit doctor --data labels.csv --out doctor.json",
     ),
     "tune": (
-        "transferkit tune --base resnet20 --data ./photos --trials 10",
-        "transferkit tune --base mobilenet_v1_025 --data ./photos --space head",
+        "transferkit tune --base resnet20 --data ./photos --max-trials 10",
+        "transferkit tune --base mobilenet_v1_025 --data ./photos --space-preset head",
     ),
     "export": (
         "transferkit export runs/mine --format tflite",
@@ -99,6 +108,11 @@ class _Parser(argparse.ArgumentParser):
         kwargs.setdefault("formatter_class", _Formatter)
         kwargs.setdefault("allow_abbrev", False)  # a misspelt option is an error with a suggestion, not a guess
         super().__init__(*args, **kwargs)
+        self._argv: list[str] = []
+
+    def parse_known_args(self, args: Any = None, namespace: Any = None) -> Any:
+        self._argv = list(sys.argv[1:] if args is None else args)
+        return super().parse_known_args(args, namespace)
 
     def error(self, message: str) -> NoReturn:
         self.exit(2, f"{self.prog}: error: {message}{self._closest(message)} (see '{self.prog} --help')\n")
@@ -116,8 +130,9 @@ class _Parser(argparse.ArgumentParser):
         if unknown and unknown.group(1).startswith("--"):
             options = [o for a in self._actions for o in a.option_strings if o.startswith("--")]
             for sub in self._actions:
-                if isinstance(sub, argparse._SubParsersAction):  # the command's own options
-                    options += [o for p in sub.choices.values() for a in p._actions for o in a.option_strings if o.startswith("--")]
+                if isinstance(sub, argparse._SubParsersAction):  # the given command's own options
+                    given = [sub.choices[w] for w in self._argv if w in sub.choices][:1]
+                    options += [o for p in given for a in p._actions for o in a.option_strings if o.startswith("--")]
             close = difflib.get_close_matches(unknown.group(1).split("=")[0], sorted(set(options)), n=1)
             return f"; did you mean {close[0]!r}?" if close else ""
         return ""

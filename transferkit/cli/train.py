@@ -41,7 +41,7 @@ def add_commands(sub: Any) -> None:
         help="'imagenet' (default) or a weights file (to train from random init, use `transferkit train`)",
     )
     p.add_argument("--image-size", type=positive_int, default=None, help="square input side in pixels")
-    p.add_argument("--batch-size", type=positive_int, default=d.batch_size)
+    p.add_argument("--batch-size", type=positive_int, default=d.batch_size, help="images per training step")
     p.add_argument("--epochs", type=int, default=d.epochs, help="head-only epochs (phase 1)")
     p.add_argument(
         "--fine-tune-epochs", type=int, default=d.fine_tune_epochs, help="epochs with the top of the base unfrozen (phase 2; 0 skips it)"
@@ -50,13 +50,13 @@ def add_commands(sub: Any) -> None:
     p.add_argument("--fine-tune-lr", type=float, default=None, help="learning rate of phase 2 (default lr/100)")
     add_finetune_arguments(p)
     p.add_argument("--val-split", type=float, default=d.val_split, help="validation fraction per class")
-    p.add_argument("--dropout", type=float, default=d.dropout)
+    p.add_argument("--dropout", type=float, default=d.dropout, help="dropout before the new classification layer")
     p.add_argument("--no-augment", dest="augment", action="store_false", help="no random flip/rotation/zoom")
     p.add_argument(
         "--no-frozen-cache", dest="frozen_cache", action="store_false",
         help="recompute the frozen layers every epoch (by default, without augmentation, their output is cached)",
     )
-    p.add_argument("--seed", type=int, default=d.seed)
+    p.add_argument("--seed", type=int, default=d.seed, help="seed of the split, shuffling, augmentation and initialisation")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     add_data_arguments(p)
     p.set_defaults(func=run_finetune)
@@ -79,15 +79,15 @@ def add_commands(sub: Any) -> None:
     x.add_argument("--out", default=None, help="run folder to create (default runs/<base>-extract-<time>)")
     x.add_argument("--overwrite", action="store_true", help="replace an existing --out folder")
     x.add_argument("--weights", default=d.weights, help="'imagenet' (default), 'none', or a weights file")
-    x.add_argument("--image-size", type=positive_int, default=None)
+    x.add_argument("--image-size", type=positive_int, default=None, help="square input side in pixels (default: the weights' or model's)")
     x.add_argument("--channels", type=int, choices=(1, 3), default=None, help="1 for grey images (first convolution adapted)")
-    x.add_argument("--batch-size", type=positive_int, default=d.batch_size)
+    x.add_argument("--batch-size", type=positive_int, default=d.batch_size, help="images per step")
     x.add_argument("--epochs", type=positive_int, default=d.epochs, help=f"head training epochs (default {d.epochs})")
     x.add_argument("--lr", type=float, default=d.lr, help=f"head learning rate (default {d.lr})")
-    x.add_argument("--dropout", type=float, default=d.dropout)
+    x.add_argument("--dropout", type=float, default=d.dropout, help="dropout before the new classification layer")
     x.add_argument("--hidden-units", default="", help="hidden layers of the head, e.g. '256' or '512,256'")
-    x.add_argument("--val-split", type=float, default=d.val_split)
-    x.add_argument("--seed", type=int, default=d.seed)
+    x.add_argument("--val-split", type=float, default=d.val_split, help="validation fraction per class")
+    x.add_argument("--seed", type=int, default=d.seed, help="seed of the split, shuffling and initialisation")
     x.add_argument("--feature-cache", choices=("disk", "memory", "none"), default=d.feature_cache, help="where features are cached (default disk)")
     x.add_argument("--feature-cache-dir", default=None, help="folder of the disk feature cache (default ~/.cache/transferkit/features)")
     x.add_argument("--quiet", action="store_true", help="no progress bars")
@@ -185,7 +185,7 @@ def add_finetune_arguments(p: argparse.ArgumentParser) -> None:
         help="learning-rate multiplier of the base in phase 2 (e.g. 0.1), or one per stage "
         "(e.g. 'stage4=0.1,stage5=0.3'; 'base=' sets the rest)",
     )
-    g.add_argument("--optimizer", choices=("adam", "adamw", "sgd", "rmsprop"), default="adam")
+    g.add_argument("--optimizer", choices=("adam", "adamw", "sgd", "rmsprop"), default="adam", help="optimizer of phase 2 (sgd: momentum 0.9)")
     g.add_argument(
         "--mixed-precision", choices=("mixed_float16", "mixed_bfloat16"), default=None,
         help="train in mixed precision (the final softmax stays float32)",

@@ -7,7 +7,7 @@ import json
 import sys
 from typing import Any
 
-from transferkit.cli.args import add_data_arguments, data_options_from_args, weights_arg
+from transferkit.cli.args import add_data_arguments, data_options_from_args, positive_int, weights_arg
 from transferkit.cli.console import progress_verbosity
 
 TUNER_NAMES = ("random", "bayesian", "hyperband")
@@ -44,12 +44,12 @@ def add_commands(sub: Any) -> None:
     p.add_argument("--overwrite", action="store_true", help="replace an existing --out and any interrupted search")
     p.add_argument("--resume", action="store_true", help="continue the search saved for --out (finished trials are kept)")
     p.add_argument("--weights", default="none", help="weights of every trial: 'none' (default), a pretrained tag or a file")
-    p.add_argument("--image-size", type=int, default=None)
-    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--image-size", type=positive_int, default=None, help="square input side in pixels (default: the weights' or model's)")
+    p.add_argument("--batch-size", type=positive_int, default=32, help="images per training step")
     p.add_argument("--optimizer", default="adam", help="optimizer unless the space chooses one (default adam)")
     p.add_argument("--lr", type=float, default=1e-3, help="learning rate unless the space tunes lr (default 1e-3)")
-    p.add_argument("--val-split", type=float, default=0.2)
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--val-split", type=float, default=0.2, help="validation fraction per class (trials are scored on it)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the split, the search and every trial")
     p.add_argument(
         "--no-augment", dest="augment", action="store_const", const=False, default=None,
         help="no random flip/rotation/zoom (the default with --weights, where the frozen base's "
@@ -65,7 +65,7 @@ def add_commands(sub: Any) -> None:
         help="train every trial under tf.distribute.MirroredStrategy (all GPUs); chief/worker "
         "search is set by KERASTUNER_* variables (docs/tuning.md)",
     )
-    p.add_argument("--executions-per-trial", type=int, default=1)
+    p.add_argument("--executions-per-trial", type=positive_int, default=1, help="trainings per trial, averaged (less noise, more time)")
     p.add_argument("--quiet", action="store_true", help="no progress output")
     add_data_arguments(p)
     p.set_defaults(func=run_tune)
