@@ -64,3 +64,10 @@ def test_misspelt_command_or_option_suggests_the_closest(argv: list[str], expect
     assert main(argv) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and expect in err[0], err
+
+
+def test_train_help_names_every_schedule() -> None:
+    from transferkit.transfer.schedules import SCHEDULES
+
+    help_text = " ".join(_commands()["train"].format_help().split())
+    assert f"training preset: {', '.join(list(SCHEDULES)[:-1])} or {list(SCHEDULES)[-1]} " in help_text

@@ -1,5 +1,6 @@
 """The command line is quiet by default: no TensorFlow native logs on stderr, no progress-bar
-escapes in a pipe (one line per epoch), and ``--verbose`` shows the native logs."""
+escapes in a pipe (one line per epoch), ``--verbose`` shows the native logs, and ``--help`` loads
+no TensorFlow."""
 
 from __future__ import annotations
 
@@ -59,6 +60,22 @@ def test_verbose_shows_the_native_logs(tmp_path: Path) -> None:
     # TensorFlow prints its CPU-feature notice at start-up whatever the machine; without the
     # filter it would be there.
     assert NATIVE.search(loud.stderr), loud.stderr
+
+
+def test_help_does_not_import_tensorflow() -> None:
+    script = (
+        "import sys\n"
+        "from transferkit.cli import main\n"
+        "for argv in (['--help'], ['finetune', '--help'], ['train', '--help'], ['export', '--help'], ['run', '--help']):\n"
+        "    try:\n"
+        "        main(argv)\n"
+        "    except SystemExit:\n"
+        "        pass\n"
+        "assert 'tensorflow' not in sys.modules, 'tensorflow was imported'\n"
+        "assert 'keras' not in sys.modules, 'keras was imported'\n"
+    )
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=_env())
+    assert result.returncode == 0, result.stderr
 
 
 def test_filter_drops_native_lines_and_keeps_the_rest_in_order(capfd: pytest.CaptureFixture[str]) -> None:

@@ -9,7 +9,7 @@ from typing import Any
 
 
 def add_commands(sub: Any) -> None:
-    from transferkit.runs.export import FORMATS, QUANTIZE
+    from transferkit.runs.config import EXPORT_FORMATS as FORMATS, EXPORT_QUANTIZE as QUANTIZE
 
     p = sub.add_parser(
         "export",

@@ -10,7 +10,7 @@ from transferkit.cli.args import add_data_arguments, config_from_args, hidden_un
 
 
 def add_commands(sub: Any) -> None:
-    from transferkit.runs.finetune import FinetuneConfig
+    from transferkit.runs.config import FinetuneConfig
 
     d = FinetuneConfig()
     p = sub.add_parser(
@@ -61,7 +61,7 @@ def add_commands(sub: Any) -> None:
     add_data_arguments(p)
     p.set_defaults(func=run_finetune)
 
-    from transferkit.runs.extract import ExtractConfig
+    from transferkit.runs.config import ExtractConfig
 
     d = ExtractConfig()
     x = sub.add_parser(
@@ -97,8 +97,7 @@ def add_commands(sub: Any) -> None:
 
 
 def add_train_command(sub: Any) -> None:
-    from transferkit.runs.train import TrainConfig
-    from transferkit.transfer.schedules import SCHEDULES
+    from transferkit.runs.config import TrainConfig
 
     d = TrainConfig()
     t = sub.add_parser(
@@ -125,7 +124,7 @@ def add_train_command(sub: Any) -> None:
     s = t.add_argument_group("schedule (the preset's value when a flag is not given)")
     s.add_argument(
         "--schedule", default=d.schedule, metavar="NAME",
-        help=f"training preset: {', '.join(SCHEDULES)} (see docs/recipes.md; default {d.schedule})",
+        help=f"training preset: resnet-cifar, wrn, vgg, cosine or constant (see docs/recipes.md; default {d.schedule})",
     )
     s.add_argument("--epochs", type=positive_int, default=None, help="epochs (default: the preset's, 30)")
     s.add_argument("--batch-size", type=positive_int, default=None, help="batch size (default: the preset's)")

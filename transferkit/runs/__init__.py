@@ -3,6 +3,14 @@
 (:mod:`.folder`), export and distribution. The run functions are re-exported by the package front
 door (``transferkit.finetune``); here the names are the modules."""
 
-from transferkit.runs.folder import RunResult
+from typing import Any
 
 __all__ = ["RunResult"]
+
+
+def __getattr__(name: str) -> Any:  # lazily: the run folder code loads Keras
+    if name == "RunResult":
+        from transferkit.runs.folder import RunResult
+
+        return RunResult
+    raise AttributeError(f"module 'transferkit.runs' has no attribute {name!r}")

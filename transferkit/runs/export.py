@@ -26,11 +26,12 @@ from typing import Any
 import numpy as np
 
 from transferkit.errors import ConfigError
+from transferkit.runs.config import EXPORT_FORMATS, EXPORT_QUANTIZE
 from transferkit.runs.folder import OpenedRun, check_out_dir, open_run, run_folder, write_json, write_labels
 from transferkit.runs.serving import export_saved_model
 
-FORMATS = ("saved_model", "keras", "tflite", "onnx", "openvino")
-QUANTIZE = ("none", "dynamic", "float16", "int8")
+FORMATS = EXPORT_FORMATS
+QUANTIZE = EXPORT_QUANTIZE
 PARITY_IMAGES = 32
 CALIBRATION_IMAGES = 100
 MIN_AGREEMENT = 0.99

@@ -10,7 +10,7 @@ from typing import Any
 
 import keras
 
-from transferkit.data.options import DataOptions
+from transferkit.runs.config import ExtractConfig
 from transferkit.errors import ConfigError
 from transferkit.runs.folder import check_out_dir, default_out, history_rows, write_run
 from transferkit.transfer.features import (
@@ -21,55 +21,6 @@ from transferkit.transfer.features import (
     feature_datasets,
     weights_identity,
 )
-
-
-@dataclass
-class ExtractConfig:
-    """A use-as-is run: frozen pretrained base, new head trained on its cached features.
-
-    Attributes:
-        base: Registry name of the base.
-        data: Dataset (folder, CSV, ``tfds:NAME`` or ``"sample"``).
-        out: Run folder; ``runs/<base>-extract-<time>`` when None.
-        weights: ``"imagenet"``, None (random init) or a weights file for the base.
-        image_size: Square input side; the weights' default when None.
-        channels: 3, or 1 to train on grey images (first convolution adapted); the model's
-            default when None.
-        batch_size: Batch size (of the feature pass and of head training).
-        epochs: Epochs of head training.
-        lr: Learning rate of the head (Adam).
-        dropout: Dropout before ``predictions``.
-        hidden_units: Hidden layers of the head.
-        pooling: Head pooling; the family's default when None.
-        val_split: Fraction of every class held out for validation.
-        seed: Seed of the split, shuffling and initialisation.
-        augment: Augment training images; features are then recomputed every epoch (no cache).
-        feature_cache: ``disk`` (default; reused by later runs and tuner trials), ``memory``
-            (this process only) or ``none``.
-        feature_cache_dir: Folder of the disk cache (:func:`default_cache_dir` when None).
-        overwrite: Replace an existing run folder.
-        data_options: CSV columns, tfds, augmentation spec, class weights, image cache.
-    """
-
-    base: str = "mobilenet_v1_025"
-    data: str = "sample"
-    out: str | None = None
-    weights: str | None = "imagenet"
-    image_size: int | None = None
-    channels: int | None = None
-    batch_size: int = 32
-    epochs: int = 20
-    lr: float = 1e-2
-    dropout: float = 0.2
-    hidden_units: tuple[int, ...] = ()
-    pooling: str | None = None
-    val_split: float = 0.2
-    seed: int = 0
-    augment: bool = False
-    feature_cache: str = "disk"
-    feature_cache_dir: str | None = None
-    overwrite: bool = False
-    data_options: DataOptions = dataclasses.field(default_factory=DataOptions)
 
 
 @dataclass

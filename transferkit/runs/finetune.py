@@ -5,14 +5,13 @@ from __future__ import annotations
 
 import dataclasses
 import warnings
-from dataclasses import dataclass
 from collections.abc import Sequence
 from typing import Any
 
 import keras
 
 from transferkit import transfer
-from transferkit.data.options import DataOptions
+from transferkit.runs.config import FinetuneConfig
 from transferkit.errors import ConfigError
 from transferkit.models import build_model, checked_image_size, get_model_info
 from transferkit.runs import common, distribute
@@ -21,82 +20,6 @@ from transferkit.transfer import freeze
 
 # The pipelines drop undecodable files, so their length is unknown until the first epoch ends.
 warnings.filterwarnings("ignore", message="Your input ran out of data")
-
-
-@dataclass
-class FinetuneConfig:
-    """Everything a fine-tuning run depends on; saved as ``config.json`` to rerun it.
-
-    Attributes:
-        base: Registry name of the base model.
-        data: Dataset folder (class sub-folders) or ``"sample"``.
-        out: Run folder; ``runs/<base>-<time>`` when None.
-        weights: ``"imagenet"`` or a weights file for the base (None is refused: training from
-            random init is :func:`transferkit.runs.train.train`).
-        image_size: Square input side; the weights' (or model's) default when None.
-        batch_size: Batch size.
-        epochs: Epochs of phase 1 (head only, base frozen).
-        fine_tune_epochs: Epochs of phase 2 (top of the base unfrozen); 0 skips it.
-        lr: Learning rate of phase 1.
-        fine_tune_lr: Learning rate of phase 2; ``lr / 100`` when None (small steps keep the
-            pretrained features).
-        unfreeze_from: Stage or layer from which the base trains in phase 2, or ``"all"``; the
-            last stage if None (and ``unfreeze_last`` is None).
-        unfreeze_last: Unfreeze the last N blocks of the base in phase 2 instead.
-        gradual: Gradual unfreezing: phase 2 starts with the last stage and unfreezes one more
-            stage every ``gradual`` epochs until ``unfreeze_from`` (or ``unfreeze_last``) is
-            reached; 0 unfreezes it all at once.
-        train_bn: Let unfrozen BatchNormalization layers train (batch statistics, moving averages
-            updated). By default every BN layer of the base stays frozen in inference mode.
-        lr_mult: Learning-rate multipliers of phase 2: a number for the whole base (``0.1``) or
-            ``{stage_or_layer_prefix: multiplier}`` (``{"stage4": 0.1, "stage5": 0.3}``).
-        optimizer: ``adam``, ``adamw``, ``sgd`` (momentum 0.9) or ``rmsprop``.
-        mixed_precision: ``"mixed_float16"`` or ``"mixed_bfloat16"``; None trains in float32.
-            The final softmax stays float32.
-        channels: 3 (RGB) or 1: train on grey images, with the first convolution of 3-channel
-            weights adapted by summing its RGB kernels; the model's default when None.
-        val_split: Fraction of every class held out for validation.
-        seed: Seed of the split, shuffling, augmentation and initialisation.
-        dropout: Dropout before the new ``predictions`` layer.
-        augment: Random flip/rotation/zoom on training images.
-        frozen_cache: When training images are not augmented, compute the frozen part of the
-            model once per image and train only the rest each epoch (phase 1 then trains the head
-            on cached features); exact, and much faster. Used when it fits in half the free memory.
-        distribute: ``"mirrored"`` (every GPU of this machine) or ``"multi_worker"`` (this
-            machine is one worker of the cluster in ``TF_CONFIG``; the chief writes the run
-            folder); None trains on the default device. ``batch_size`` is the global batch.
-        overwrite: Replace an existing run folder (only once the new run is complete).
-        resume: Carry on an interrupted run with the same settings (False discards its progress).
-        data_options: CSV columns, tfds, test split, augmentation, class weights, cache.
-    """
-
-    base: str = "mobilenet_v1_025"
-    data: str = "sample"
-    out: str | None = None
-    weights: str | None = "imagenet"
-    image_size: int | None = None
-    batch_size: int = 32
-    epochs: int = 10
-    fine_tune_epochs: int = 5
-    lr: float = 1e-2
-    fine_tune_lr: float | None = None
-    unfreeze_from: str | None = None
-    unfreeze_last: int | None = None
-    gradual: int = 0
-    train_bn: bool = False
-    lr_mult: float | str | dict[str, float] | None = None
-    optimizer: str = "adam"
-    mixed_precision: str | None = None
-    channels: int | None = None
-    val_split: float = 0.2
-    seed: int = 0
-    dropout: float = 0.2
-    augment: bool = True
-    frozen_cache: bool = True
-    distribute: str | None = None
-    overwrite: bool = False
-    resume: bool = True
-    data_options: DataOptions = dataclasses.field(default_factory=DataOptions)
 
 
 def _check(config: FinetuneConfig) -> int:

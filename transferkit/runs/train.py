@@ -7,79 +7,16 @@ from __future__ import annotations
 import dataclasses
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Any
 
 import keras
 
-from transferkit.data.options import DataOptions
+from transferkit.runs.config import TrainConfig
 from transferkit.errors import ConfigError
 from transferkit.models import build_model, checked_image_size, get_model_info, inference_model
 from transferkit.runs import common, distribute
 from transferkit.runs.folder import RunResult
 from transferkit.transfer import check_precision, schedules
-
-
-@dataclass
-class TrainConfig:
-    """Everything a training run depends on; saved as ``config.json`` to rerun it.
-
-    Attributes:
-        base: Registry name of the model; it trains with the classifier its paper trained
-            (VGG's FC layers with dropout 0.5, GoogLeNet's auxiliary classifiers, ...).
-        data: Dataset (folder, CSV, ``tfds:NAME``, ``"digits"`` or ``"sample"``).
-        out: Run folder; ``runs/<base>-<time>`` when None.
-        weights: None (random init), or a weights file (or tag) to start from.
-        image_size: Square input side; the model's default when None.
-        channels: 3 (RGB) or 1 (grey); the model's default when None.
-        schedule: Training preset (:data:`transferkit.transfer.schedules.SCHEDULES`).
-        epochs, batch_size, lr, weight_decay, momentum, nesterov, label_smoothing, warmup_epochs:
-            Overrides of the preset (None: the preset's).
-        aux: Train with the model's auxiliary classifiers (None: when it has them); they are
-            dropped from the saved model and the exports.
-        dropout: Dropout of the head (None: the paper's).
-        hidden_units: Hidden FC layers of the head (None: the paper's).
-        model_options: Builder arguments of the family (``{"plain": True}``, ``{"block_order":
-            "full_preact"}``, ``{"block_dropout": 0.3}``).
-        val_split: Fraction of every class held out for validation.
-        seed: Seed of the split, shuffling, augmentation and initialisation.
-        run_eagerly: Keras runs each step eagerly instead of tracing a graph: slower per step,
-            but for a few steps of a deep net (a smoke run) tracing costs more than training.
-        mixed_precision: ``"mixed_float16"`` or ``"mixed_bfloat16"``; None trains in float32.
-        distribute: ``"mirrored"`` or ``"multi_worker"``; None trains on the default device.
-        overwrite: Replace an existing run folder (only once the new run is complete).
-        resume: Carry on an interrupted run with the same settings (False discards its progress).
-        data_options: CSV columns, tfds, augmentation (``augment_spec``, e.g. ``"cifar"``; no
-            augmentation unless given), training fraction, class weights, cache.
-    """
-
-    base: str = "resnet20"
-    data: str = "digits"
-    out: str | None = None
-    weights: str | None = None
-    image_size: int | None = None
-    channels: int | None = None
-    schedule: str = "cosine"
-    epochs: int | None = None
-    batch_size: int | None = None
-    lr: float | None = None
-    weight_decay: float | None = None
-    momentum: float | None = None
-    nesterov: bool | None = None
-    label_smoothing: float | None = None
-    warmup_epochs: float | None = None
-    aux: bool | None = None
-    dropout: float | None = None
-    hidden_units: tuple[int, ...] | None = None
-    model_options: dict[str, Any] = dataclasses.field(default_factory=dict)
-    val_split: float = 0.2
-    seed: int = 0
-    run_eagerly: bool = False
-    mixed_precision: str | None = None
-    distribute: str | None = None
-    overwrite: bool = False
-    resume: bool = True
-    data_options: DataOptions = dataclasses.field(default_factory=DataOptions)
 
 
 def resolve_schedule(config: TrainConfig) -> schedules.Schedule:
