@@ -9,6 +9,9 @@ from transferkit.cli.console import progress_verbosity
 from transferkit.cli.args import add_data_arguments, config_from_args, hidden_units_arg, positive_int
 
 
+TENSORBOARD_HELP = "write TensorBoard logs (live in the hidden .RUN.progress folder, then RUN/tensorboard/)"
+
+
 def add_commands(sub: Any) -> None:
     from transferkit.runs.config import FinetuneConfig
 
@@ -35,6 +38,7 @@ def add_commands(sub: Any) -> None:
         "--no-resume", dest="resume", action="store_false",
         help="start again rather than resume an interrupted run with the same --out (by default it resumes)",
     )
+    p.add_argument("--tensorboard", action="store_true", help=TENSORBOARD_HELP)
     p.add_argument(
         "--weights",
         default=d.weights,
@@ -118,6 +122,7 @@ def add_train_command(sub: Any) -> None:
     t.add_argument("--out", default=None, help="run folder to create (default runs/<base>-<time>)")
     t.add_argument("--overwrite", action="store_true", help="replace an existing --out folder")
     t.add_argument("--no-resume", dest="resume", action="store_false", help="start again rather than resume an interrupted run")
+    t.add_argument("--tensorboard", action="store_true", help=TENSORBOARD_HELP)
     t.add_argument("--weights", default="none", help="'none' for random init (default), or a weights file to continue from")
     t.add_argument("--image-size", type=positive_int, default=None, help="square input side in pixels (default: the model's)")
     t.add_argument("--channels", type=int, choices=(1, 3), default=None, help="1 for grey images (default: the model's)")

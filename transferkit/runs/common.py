@@ -62,6 +62,12 @@ def progress(out: Path, settings: dict[str, Any], resume: bool, chief: bool, str
     return Progress(out, settings, resume, "" if chief else f".{distribute.task_name(strategy)}")
 
 
+def tensorboard(progress: Progress, enabled: bool) -> list[keras.callbacks.Callback]:
+    """Keras' TensorBoard callback writing into the progress folder's ``tensorboard/`` (moved
+    into the run folder by :func:`finish`), when ``enabled``."""
+    return [keras.callbacks.TensorBoard(log_dir=str(progress.folder / "tensorboard"))] if enabled else []
+
+
 def fit(model: keras.Model, train: Any, val: Any, class_weight: Any, **kwargs: Any) -> keras.callbacks.History:
     distribute.build_from_local_batch(model, train)
     try:
@@ -83,6 +89,7 @@ def finish(
         result = write_run(
             where, model, data, rows, float(val_accuracy), float(val_loss),
             {**settings, "mode": mode, "num_replicas": distribute.replicas(strategy)}, metrics=metrics,
+            move_in={"tensorboard": logs} if (logs := done.folder / "tensorboard").is_dir() else None,
         )
     done.remove()
     return result if chief else dataclasses.replace(result, out=None)

@@ -60,6 +60,8 @@ class FinetuneConfig:
             folder); None trains on the default device. ``batch_size`` is the global batch.
         overwrite: Replace an existing run folder (only once the new run is complete).
         resume: Carry on an interrupted run with the same settings (False discards its progress).
+        tensorboard: Write TensorBoard logs while training; they end up in the run folder's
+            ``tensorboard/`` (watch them live in the hidden progress folder beside it).
         data_options: CSV columns, tfds, test split, augmentation, class weights, cache.
     """
 
@@ -89,6 +91,7 @@ class FinetuneConfig:
     distribute: str | None = None
     overwrite: bool = False
     resume: bool = True
+    tensorboard: bool = False
     data_options: DataOptions = dataclasses.field(default_factory=DataOptions)
 
 
@@ -170,6 +173,8 @@ class TrainConfig:
         distribute: ``"mirrored"`` or ``"multi_worker"``; None trains on the default device.
         overwrite: Replace an existing run folder (only once the new run is complete).
         resume: Carry on an interrupted run with the same settings (False discards its progress).
+        tensorboard: Write TensorBoard logs while training; they end up in the run folder's
+            ``tensorboard/`` (watch them live in the hidden progress folder beside it).
         data_options: CSV columns, tfds, augmentation (``augment_spec``, e.g. ``"cifar"``; no
             augmentation unless given), training fraction, class weights, cache.
     """
@@ -200,4 +205,5 @@ class TrainConfig:
     distribute: str | None = None
     overwrite: bool = False
     resume: bool = True
+    tensorboard: bool = False
     data_options: DataOptions = dataclasses.field(default_factory=DataOptions)

@@ -125,7 +125,8 @@ def _finetune(
         compile_args = _set_step(model, config, start, log, epochs)
         _fit(
             model, data, config, cache, log, compile_args, initial_epoch=first_epoch, epochs=first_epoch + epochs,
-            verbose=verbose, callbacks=progress.callbacks(step, "head" if start is None else "fine_tune") + list(callbacks),
+            verbose=verbose, callbacks=progress.callbacks(step, "head" if start is None else "fine_tune")
+            + common.tensorboard(progress, config.tensorboard) + list(callbacks),
         )
         progress.finish_step(model, step)
         first_epoch += epochs

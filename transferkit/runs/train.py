@@ -134,7 +134,8 @@ def _train(config: TrainConfig, verbose: int, strategy: Any, callbacks: Sequence
             train_ds, val_ds = _repeat_labels(train_ds, outputs), _repeat_labels(val_ds, outputs)
         common.fit(
             model, train_ds, val_ds, data.class_weight if outputs == 1 else None, epochs=schedule.epochs,
-            verbose=verbose, callbacks=progress.callbacks(0, "train") + training.callbacks + list(callbacks),
+            verbose=verbose, callbacks=progress.callbacks(0, "train") + training.callbacks
+            + common.tensorboard(progress, config.tensorboard) + list(callbacks),
         )
         progress.finish_step(model, 0)
     final = inference_model(model)
