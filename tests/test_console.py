@@ -108,3 +108,50 @@ def test_progress_is_bars_on_a_terminal_only() -> None:
     assert console.progress_verbosity(False, Tty()) == 1
     assert console.progress_verbosity(False, Pipe()) == 2
     assert console.progress_verbosity(True, Tty()) == 0
+
+
+def test_long_scans_show_a_progress_bar_on_a_terminal_only(tmp_path: Path) -> None:
+    import io
+
+    from transferkit.data.progress import ProgressBar
+
+    class Terminal(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
+    shown, piped = Terminal(), io.StringIO()
+    for stream in (shown, piped):
+        with ProgressBar(10, "decoding", stream=stream) as bar:
+            for _ in range(10):
+                bar.add(1)
+    assert "decoding" in shown.getvalue() and "/10" in shown.getvalue()
+    assert piped.getvalue() == ""
+
+
+def test_doctor_on_a_terminal_draws_its_bar_and_in_a_pipe_does_not(tmp_path: Path) -> None:
+    import fcntl
+    import pty
+    import struct
+    import termios
+
+    out = tmp_path / "doctor.json"
+    args = [sys.executable, "-m", "transferkit", "doctor", "--data", "sample", "--out", str(out)]
+    primary, secondary = pty.openpty()
+    fcntl.ioctl(secondary, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 100, 0, 0))  # a real terminal has a size
+    try:
+        code = subprocess.run(args, stdout=subprocess.DEVNULL, stderr=secondary, env=_env(), cwd=tmp_path).returncode
+        os.close(secondary)
+        chunks = []
+        while True:
+            try:
+                chunk = os.read(primary, 65536)
+            except OSError:  # the terminal's other end is closed and drained
+                break
+            if not chunk:
+                break
+            chunks.append(chunk)
+    finally:
+        os.close(primary)
+    assert code == 0 and "/60 [" in b"".join(chunks).decode(errors="replace")  # a bar over the sample's 60 photos
+    piped = subprocess.run(args, capture_output=True, text=True, env=_env(), cwd=tmp_path)
+    assert piped.returncode == 0 and "img/s" not in piped.stderr and "\r" not in piped.stderr

@@ -5,7 +5,8 @@ TensorFlow's C++ and absl logs (``I0000 ... cudart_stub.cc``, ``E0000 ... failed
 oneDNN notices, "All log messages before absl::InitializeLog()") are written straight to file
 descriptor 2 from C++, before and regardless of ``TF_CPP_MIN_LOG_LEVEL``, so they cannot be
 silenced from Python's ``sys.stderr``. :func:`native_logs_filtered` puts a pipe in front of
-descriptor 2 for the duration of a command and passes on every line except those.
+descriptor 2 for the duration of a command and passes on every line except those; Python's own
+``sys.stderr`` keeps writing to the original stream.
 """
 
 from __future__ import annotations
@@ -60,14 +61,32 @@ def native_logs_filtered(enabled: bool = True) -> Iterator[None]:
     os.close(write_end)
     pump = threading.Thread(target=_pass_lines, args=(read_end, saved), daemon=True)
     pump.start()
+    # Python's own stderr (log lines, progress bars) goes straight to the original stream, which
+    # keeps telling whether it is a terminal; only what native code writes to descriptor 2 passes
+    # the filter. (A stderr that is not descriptor 2, as under a test's capture, is left alone.)
+    python_err = sys.stderr
+    if _fileno(python_err) == 2:
+        sys.stderr = open(  # noqa: SIM115 - closed below
+            os.dup(saved), "w", buffering=1, encoding=python_err.encoding, errors="backslashreplace"
+        )
     try:
         yield
     finally:
         with contextlib.suppress(Exception):
             sys.stderr.flush()
+        if sys.stderr is not python_err:
+            sys.stderr.close()
+            sys.stderr = python_err
         os.dup2(saved, 2)  # closes the pipe's last write end: the pump reads to the end and stops
         pump.join()
         os.close(saved)
+
+
+def _fileno(stream: object) -> int | None:
+    try:
+        return stream.fileno()  # type: ignore[attr-defined]
+    except (AttributeError, OSError, ValueError):
+        return None
 
 
 def _pass_lines(read_end: int, out: int) -> None:

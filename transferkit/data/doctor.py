@@ -11,7 +11,6 @@ from __future__ import annotations
 import hashlib
 import io
 import os
-import sys
 import warnings
 from collections import Counter, defaultdict
 from collections.abc import Callable, Sequence
@@ -20,6 +19,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from transferkit.data.probe import FORMAT_CODES, probe_file
+from transferkit.data.progress import ProgressBar
 
 SMALL_SIDE = 32  # pixels: smaller images carry little for a 224 px model
 IMBALANCE_WARN = 3.0  # largest class / smallest class
@@ -277,33 +277,11 @@ def doctor(
     if is_tfds(source):
         return _doctor_tfds(source, data_dir, tfds_splits, verbose)
     index = index_source(source, path_column, label_column, split_column)
-    bar = _progress(len(index.files), verbose)
+    bar = ProgressBar(len(index.files), "doctor", enabled=verbose)
     reports = scan(index.files, index.labels, workers, bar.add if bar else None)
     if bar:
         bar.close()
     return summarize(str(source), index.class_names, reports, index.skipped)
-
-
-class _progress:
-    """A progress bar on stderr (tqdm, which tensorflow-datasets already brings), thread-safe."""
-
-    def __init__(self, total: int, verbose: bool) -> None:
-        self.bar = None
-        if verbose and total:
-            from tqdm import tqdm
-
-            self.bar = tqdm(total=total, unit="img", file=sys.stderr, leave=False, desc="doctor")
-
-    def __bool__(self) -> bool:
-        return self.bar is not None
-
-    def add(self, n: int) -> None:
-        if self.bar is not None:
-            self.bar.update(n)
-
-    def close(self) -> None:
-        if self.bar is not None:
-            self.bar.close()
 
 
 def _doctor_tfds(source: str, data_dir: str | None, tfds_splits: str | None, verbose: bool) -> DoctorReport:

@@ -324,7 +324,7 @@ def load_data(
         # the one cache (rows in split order, which decode_files keeps).
         order = [i for rows in rows_of.values() for i in rows]
         everything = decode(order, "memory")
-        done = {order[j] for j in pipeline.fill_cache(everything)}
+        done = {order[j] for j in pipeline.fill_cache(everything, len(order))}
         start = 0
         for split, rows in rows_of.items():
             n = sum(1 for i in rows if i in done)
@@ -339,14 +339,14 @@ def load_data(
                 [labels[i] for i in rows], [probes[i] for i in rows], image_size, channels,
             )
             ds = decode(rows, _disk_cache(key, cache_dir))
-            done |= {rows[j] for j in pipeline.fill_cache(ds)}
+            done |= {rows[j] for j in pipeline.fill_cache(ds, len(rows))}
             decoded[split] = (ds, rows)
     else:
         # No cache to fill, so one pass through the same decoders, keeping nothing, finds the
         # files that cannot be decoded (the cost of one more epoch's decoding); the pipelines
         # then read only the others.
         order = [i for rows in rows_of.values() for i in rows]
-        done = {order[j] for j in pipeline.fill_cache(decode(order, None))}
+        done = {order[j] for j in pipeline.fill_cache(decode(order, None), len(order))}
         for split, rows in rows_of.items():
             good = [i for i in rows if i in done]
             decoded[split] = (decode(good, None), good)
@@ -469,7 +469,7 @@ def _load_tfds(
         decoded = pipeline.decoded_tensor_dataset(examples, image_size, src.decode_image, channels, target)
         # tfds wrote these images itself when preparing the dataset, so without a cache to fill
         # no checking pass is made.
-        done = pipeline.fill_cache(decoded) if target is not None else list(range(len(rows)))
+        done = pipeline.fill_cache(decoded, len(rows)) if target is not None else list(range(len(rows)))
         files += [f"tfds:{src.name}/{src.splits[read]}/{rows[j]}" for j in done]
         labels += [split_labels[j] for j in done]
         splits += [split] * len(done)

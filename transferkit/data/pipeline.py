@@ -21,6 +21,7 @@ import keras
 import tensorflow as tf
 
 from transferkit.data.augment import STEPS as GEOMETRIC, RandomAffine
+from transferkit.data.progress import ProgressBar
 from transferkit.data.probe import Probe, probe_files
 from transferkit.errors import ConfigError
 
@@ -411,12 +412,14 @@ def _cached(ds: tf.data.Dataset, cache: str | None) -> tf.data.Dataset:
     return ds
 
 
-def fill_cache(ds: tf.data.Dataset) -> list[int]:
+def fill_cache(ds: tf.data.Dataset, total: int = 0) -> list[int]:
     """One full pass over a :func:`decode_files` dataset, filling its cache (if any): the
-    indices that decoded."""
+    indices that decoded. With ``total`` (the images in it), a progress bar on a terminal."""
     done: list[int] = []
-    for i in _map(ds, lambda i, x: i).batch(1024).prefetch(2):
-        done.extend(i.numpy().tolist())
+    with ProgressBar(total, "decoding") as bar:
+        for i in _map(ds, lambda i, x: i).batch(256).prefetch(2):
+            done.extend(i.numpy().tolist())
+            bar.add(int(i.shape[0]))
     return done
 
 

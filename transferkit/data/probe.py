@@ -14,6 +14,8 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import BinaryIO
 
+from transferkit.data.progress import ProgressBar
+
 # Formats the pipeline decodes; the code is what the pipeline's tf.switch_case branches on
 # (0: unknown, let TensorFlow sniff it).
 SUPPORTED_FORMATS = ("jpeg", "png", "gif", "bmp", "webp")
@@ -187,10 +189,14 @@ def probe_files(
     chunk = 512
     spans = [(i, min(i + chunk, len(paths))) for i in range(0, len(paths), chunk)]
 
-    def run(span: tuple[int, int]) -> list[Probe]:
-        return [probe_file(paths[i], sizes[i]) for i in range(*span)]
-
     if len(spans) <= 1:
-        return [p for span in spans for p in run(span)]
-    with ThreadPoolExecutor(workers or min(8, (os.cpu_count() or 1) * 2)) as pool:
-        return [p for part in pool.map(run, spans) for p in part]
+        return [probe_file(paths[i], sizes[i]) for span in spans for i in range(*span)]
+    with ProgressBar(len(paths), "indexing") as bar:
+
+        def run(span: tuple[int, int]) -> list[Probe]:
+            probes = [probe_file(paths[i], sizes[i]) for i in range(*span)]
+            bar.add(len(probes))
+            return probes
+
+        with ThreadPoolExecutor(workers or min(8, (os.cpu_count() or 1) * 2)) as pool:
+            return [p for part in pool.map(run, spans) for p in part]

@@ -127,16 +127,19 @@ def file_features(
     import tensorflow as tf
 
     from transferkit.data import pipeline
+    from transferkit.data.progress import ProgressBar
 
     digests = [file_digest(f) for f in files]
     missing = [i for i, d in enumerate(digests) if d not in store.table]
     if missing:
         decoded = pipeline.decode_files([files[i] for i in missing], image_size, channels, batch_size=batch_size)
         run = feature_fn(extractor)
-        for index, images in decoded.prefetch(2):
-            out = np.asarray(run(tf.cast(images, tf.float32)), dtype=np.float32)
-            for j, row in zip(index.numpy().tolist(), out):
-                store.table[digests[missing[j]]] = row
+        with ProgressBar(len(missing), "features") as bar:
+            for index, images in decoded.prefetch(2):
+                out = np.asarray(run(tf.cast(images, tf.float32)), dtype=np.float32)
+                for j, row in zip(index.numpy().tolist(), out):
+                    store.table[digests[missing[j]]] = row
+                bar.add(len(out))
         store.save()
     width = int(np.prod(extractor.output.shape[1:]))
     features = np.zeros((len(files), width), np.float32)
