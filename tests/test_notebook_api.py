@@ -114,6 +114,13 @@ def test_predict_takes_arrays_of_any_size_like_files(run: tk.Run, tmp_path: Path
         assert [label for label, _ in row] == [run.class_names[i] for i in np.argsort(-p)[:2]]
 
 
+def test_front_door_predict_and_evaluate_take_a_run_folder(run: tk.Run) -> None:
+    files = sorted(str(p) for p in (SAMPLE / "ants").iterdir())[:4]
+    assert tk.predict(str(run.out), files, top_k=2) == run.predict(files, top_k=2)
+    assert tk.evaluate(run.out) == run.evaluate()
+    assert callable(tk.tune) and tk.tune.__module__ == "transferkit.tuning.search"
+
+
 def test_evaluate_scores_the_held_out_split_like_the_run(run: tk.Run) -> None:
     metrics = run.evaluate()
     assert metrics["num_images"] == run.metrics["num_val"]

@@ -40,6 +40,9 @@ _LAZY = {
     "extract": "transferkit.runs.notebook",
     "finetune": "transferkit.runs.notebook",
     "load": "transferkit.runs.notebook",
+    "predict": "transferkit.runs.notebook",
+    "evaluate": "transferkit.runs.notebook",
+    "tune": "transferkit.tuning.search",
     "load_data": "transferkit.data",
 }
 _SUBPACKAGES = ("cli", "data", "inference", "models", "runs", "transfer", "tuning")

@@ -299,3 +299,19 @@ def run_api(work: Callable[..., Any], cls: type) -> Callable[..., Run]:
 finetune = run_api(finetune_run, FinetuneConfig)
 extract = run_api(extract_run, ExtractConfig)
 train = run_api(train_run, TrainConfig)
+
+
+def _as_run(run: Run | str | os.PathLike[str]) -> Run:
+    return run if isinstance(run, Run) else load(run)
+
+
+def predict(run: Run | str | os.PathLike[str], images: Any, top_k: int = 1, batch_size: int = 32) -> list[list[tuple[str, float]]]:
+    """The ``top_k`` (class, probability) pairs of each image by a run (a :class:`Run` or its
+    folder); ``images`` as :meth:`Run.predict` takes them."""
+    return _as_run(run).predict(images, top_k, batch_size)
+
+
+def evaluate(run: Run | str | os.PathLike[str], data: str | None = None, batch_size: int = 32, **columns: Any) -> dict[str, Any]:
+    """Accuracy and per-class accuracy of a run on ``data`` (never its training images), or on its
+    held-out split; see :meth:`Run.evaluate`."""
+    return _as_run(run).evaluate(data, batch_size, **columns)
