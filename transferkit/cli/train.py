@@ -9,7 +9,21 @@ from transferkit.cli.console import progress_verbosity
 from transferkit.cli.args import add_data_arguments, config_from_args, hidden_units_arg, positive_int
 
 
-TENSORBOARD_HELP = "write TensorBoard logs (live in the hidden .RUN.progress folder, then RUN/tensorboard/)"
+def add_run_arguments(p: argparse.ArgumentParser, d: Any, data_help: str) -> None:
+    """The flags every training run shares: what to train on, where the run folder goes, resume,
+    TensorBoard."""
+    p.add_argument("--base", default=d.base, help=f"model name (default {d.base}; see `transferkit models`)")
+    p.add_argument("--data", default=d.data, help=data_help)
+    p.add_argument("--out", default=None, help="run folder to create (default runs/<base>-<time>)")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing --out folder")
+    p.add_argument(
+        "--no-resume", dest="resume", action="store_false",
+        help="start again rather than resume an interrupted run with the same settings (by default it resumes)",
+    )
+    p.add_argument(
+        "--tensorboard", action="store_true",
+        help="write TensorBoard logs (live in the hidden .RUN.progress folder, then RUN/tensorboard/)",
+    )
 
 
 def add_commands(sub: Any) -> None:
@@ -25,20 +39,10 @@ def add_commands(sub: Any) -> None:
             "model.keras, labels.txt, metrics.json, history.csv, config.json and split.csv."
         ),
     )
-    p.add_argument("--base", default=d.base, help=f"model name (default {d.base}; see `transferkit models`)")
-    p.add_argument(
-        "--data",
-        default=d.data,
-        help="folder with one sub-folder of images per class, or 'sample' for the built-in "
+    add_run_arguments(
+        p, d, "folder with one sub-folder of images per class, CSV, tfds:NAME, or 'sample' for the built-in "
         "ants/bees sample (default)",
     )
-    p.add_argument("--out", default=None, help="run folder to create (default runs/<base>-<time>)")
-    p.add_argument("--overwrite", action="store_true", help="replace an existing --out folder")
-    p.add_argument(
-        "--no-resume", dest="resume", action="store_false",
-        help="start again rather than resume an interrupted run with the same --out (by default it resumes)",
-    )
-    p.add_argument("--tensorboard", action="store_true", help=TENSORBOARD_HELP)
     p.add_argument(
         "--weights",
         default=d.weights,
@@ -113,16 +117,10 @@ def add_train_command(sub: Any) -> None:
             "run folder as finetune; rerun the same command to resume an interrupted run."
         ),
     )
-    t.add_argument("--base", default=d.base, help=f"model name (default {d.base}; see `transferkit models`)")
-    t.add_argument(
-        "--data", default=d.data,
-        help=f"folder of class sub-folders, CSV, tfds:NAME, 'digits' (scikit-learn's handwritten digits) "
+    add_run_arguments(
+        t, d, f"folder of class sub-folders, CSV, tfds:NAME, 'digits' (scikit-learn's handwritten digits) "
         f"or 'sample' (default {d.data})",
     )
-    t.add_argument("--out", default=None, help="run folder to create (default runs/<base>-<time>)")
-    t.add_argument("--overwrite", action="store_true", help="replace an existing --out folder")
-    t.add_argument("--no-resume", dest="resume", action="store_false", help="start again rather than resume an interrupted run")
-    t.add_argument("--tensorboard", action="store_true", help=TENSORBOARD_HELP)
     t.add_argument("--weights", default="none", help="'none' for random init (default), or a weights file to continue from")
     t.add_argument("--image-size", type=positive_int, default=None, help="square input side in pixels (default: the model's)")
     t.add_argument("--channels", type=int, choices=(1, 3), default=None, help="1 for grey images (default: the model's)")
