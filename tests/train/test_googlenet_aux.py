@@ -49,7 +49,9 @@ def test_googlenet_trains_with_aux_and_saves_one_output(tmp_path: Path) -> None:
     assert not isinstance(saved.output, (list, tuple)) and saved.output_shape == (None, 10)
     assert not any(layer.name.startswith("aux") for layer in saved.layers)
     serving = tf.saved_model.load(str(out / "saved_model")).signatures["serving_default"]
-    assert len(serving.structured_outputs) == 1
+    outputs = serving.structured_outputs  # the main classifier's named outputs only
+    assert set(outputs) == {"probabilities", "top_k_indices", "top_k_scores", "top_k_labels"}
+    assert outputs["probabilities"].shape.as_list() == [None, 10]
     with open(out / "history.csv", newline="") as f:
         row = next(csv.DictReader(f))
     for column in ("loss", "main_loss", "aux1_loss", "aux2_loss", "accuracy", "val_accuracy"):

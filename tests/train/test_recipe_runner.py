@@ -28,7 +28,7 @@ def test_every_recipe_runs_with_smoke(recipe: Path, tmp_path: Path, monkeypatch:
 
     from transferkit.runs import folder
 
-    monkeypatch.setattr(folder, "export_saved_model", lambda model, path: Path(path).mkdir())
+    monkeypatch.setattr(folder, "export_saved_model", lambda model, path, *names: Path(path).mkdir())
     out = tmp_path / "out"
     assert main(["run", str(recipe), "--smoke", "--out", str(out), "--quiet"]) == 0
     variants = tomllib.loads(recipe.read_text())["variants"]
