@@ -114,7 +114,10 @@ def test_base_runs_once_per_search_not_once_per_trial(searched: dict[str, Any], 
     trials = json.loads((result.out / "trials.json").read_text())
     assert len(trials) == TRIALS and all(t["status"] == "COMPLETED" for t in trials)
     n_images = len(list(images.rglob("*.png")))
-    assert counted.images == n_images  # every image once, for all trials together
+    # Every image once for all trials together, plus the run's report: the saved model once over
+    # the validation images.
+    n_val = json.loads((result.out / "metrics.json").read_text())["num_val"]
+    assert counted.images == n_images + n_val
     assert len(counted.fit_inputs) == TRIALS and set(counted.fit_inputs) == {2}  # no trial saw an image
     config = json.loads((result.out / "config.json").read_text())
     assert config["augment"] is False  # the head preset on a frozen base: no augmentation by default
@@ -128,7 +131,7 @@ def test_base_runs_once_per_search_not_once_per_trial(searched: dict[str, Any], 
             BASE, images, "head", out=searched["root"] / "again", feature_cache_dir=searched["root"] / "features",
             verbose=0, **{**OPTIONS, "max_trials": 1, "epochs": 1},
         )
-    assert again.images == 0
+    assert again.images == json.loads((searched["root"] / "again" / "metrics.json").read_text())["num_val"]  # the report only
     config = json.loads((searched["root"] / "again" / "config.json").read_text())
     assert config["features_computed"] == 0 and config["features_cached"] == n_images
 
@@ -158,7 +161,8 @@ def test_augmented_head_search_trains_on_the_frozen_base_over_images(
             verbose=1, **{**OPTIONS, "max_trials": 1, "epochs": 1},
         )
     assert "features cannot be cached" in capsys.readouterr().err
-    assert counted.images == 0 and counted.fit_inputs == [4]  # the trial trained over images
+    n_val = json.loads((result.out / "metrics.json").read_text())["num_val"]
+    assert counted.images == n_val and counted.fit_inputs == [4]  # the trial trained over images; the report scored val
     fresh = _base_weights(build_model(BASE, 2, "imagenet", SIZE))
     trained = _base_weights(result.model)
     for name, values in fresh.items():
