@@ -60,7 +60,9 @@ def test_finetune_mode(hymenoptera: Path, tmp_path: Path) -> None:
         epochs=10, lr=1e-2, fine_tune_epochs=5, fine_tune_lr=1e-4, unfreeze_from="stage5",
     )
     result = finetune(config, verbose=0)
-    assert result.val_accuracy >= 0.92, result.val_accuracy  # measured: 0.959 (47 of 49)
+    # Measured 45 to 47 of 49 across runs (0.918-0.959): training on several CPU threads is not
+    # bit-reproducible, and one image is 2 points here.
+    assert result.val_accuracy >= 0.9, result.val_accuracy
 
     pretrained = build_model(BASE, 2, "imagenet", 224)
     weighted = [l for l in transfer.base_layers(pretrained) if l.weights]
