@@ -24,10 +24,10 @@ Config = TypeVar("Config")
 
 def config_from_args(cls: type[Config], args: argparse.Namespace, **values: Any) -> Config:
     """A run's config dataclass from parsed flags, through the notebook API's
-    :func:`~transferkit.runs.notebook.make_config` (so ``tk.finetune(**options)`` and the flags give
+    :func:`~transferkit.runs.config.make_config` (so ``tk.finetune(**options)`` and the flags give
     the same config): each field of ``cls`` or of its data options that a flag set (flags are
     named after the fields), ``weights`` with ``none`` as random init, and ``values`` on top."""
-    from transferkit.runs.notebook import make_config
+    from transferkit.runs.config import make_config
 
     names = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
     if "data_options" in names:

@@ -6,10 +6,14 @@ and :mod:`.train`."""
 from __future__ import annotations
 
 import dataclasses
+import difflib
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from transferkit.data.options import DataOptions
+from transferkit.errors import ConfigError
+
+Config = TypeVar("Config")
 
 # `transferkit export` formats and TFLite quantizations (see :mod:`.export`).
 EXPORT_FORMATS = ("saved_model", "keras", "tflite", "onnx", "openvino")
@@ -207,3 +211,25 @@ class TrainConfig:
     resume: bool = True
     tensorboard: bool = False
     data_options: DataOptions = dataclasses.field(default_factory=DataOptions)
+
+
+def make_config(cls: type[Config], config: Config | None = None, **options: Any) -> Config:
+    """A run config from keywords: fields of ``cls`` and of its ``data_options`` by name, over
+    ``config`` (or the defaults).
+
+    Raises:
+        ConfigError: an unknown keyword, named with the closest valid one.
+    """
+    own = {f.name for f in dataclasses.fields(cls)} - {"data_options"}  # type: ignore[arg-type]
+    data = {f.name for f in dataclasses.fields(DataOptions)}
+    for key in options:
+        if key not in own and key not in data:
+            close = difflib.get_close_matches(key, sorted(own | data), n=1)
+            hint = f"did you mean {close[0]!r}?" if close else f"valid: {', '.join(sorted(own | data))}"
+            raise ConfigError(f"unknown option {key!r} for {cls.__name__}; {hint}")
+    base = config if config is not None else cls()
+    data_options = getattr(base, "data_options", None)
+    if data_options is not None:
+        data_options = dataclasses.replace(data_options, **{k: v for k, v in options.items() if k in data})
+        options = {**{k: v for k, v in options.items() if k in own}, "data_options": data_options}
+    return dataclasses.replace(base, **options)  # type: ignore[type-var]

@@ -9,45 +9,18 @@ The keywords are the fields of the run's config (:class:`~transferkit.runs.finet
 
 from __future__ import annotations
 
-import dataclasses
-import difflib
 import html
 import json
 import os
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
-from transferkit.data.options import DataOptions
 from transferkit.errors import ConfigError
+from transferkit.runs.config import make_config
 from transferkit.runs.extract import ExtractConfig, extract as extract_run
 from transferkit.runs.finetune import FinetuneConfig, finetune as finetune_run
 from transferkit.runs.train import TrainConfig, train as train_run
-
-Config = TypeVar("Config")
-
-
-def make_config(cls: type[Config], config: Config | None = None, **options: Any) -> Config:
-    """A run config from keywords: fields of ``cls`` and of its ``data_options`` by name, over
-    ``config`` (or the defaults).
-
-    Raises:
-        ConfigError: an unknown keyword, named with the closest valid one.
-    """
-    own = {f.name for f in dataclasses.fields(cls)} - {"data_options"}  # type: ignore[arg-type]
-    data = {f.name for f in dataclasses.fields(DataOptions)}
-    for key in options:
-        if key not in own and key not in data:
-            close = difflib.get_close_matches(key, sorted(own | data), n=1)
-            hint = f"did you mean {close[0]!r}?" if close else f"valid: {', '.join(sorted(own | data))}"
-            raise ConfigError(f"unknown option {key!r} for {cls.__name__}; {hint}")
-    base = config if config is not None else cls()
-    data_options = getattr(base, "data_options", None)
-    if data_options is not None:
-        data_options = dataclasses.replace(data_options, **{k: v for k, v in options.items() if k in data})
-        options = {**{k: v for k, v in options.items() if k in own}, "data_options": data_options}
-    return dataclasses.replace(base, **options)  # type: ignore[type-var]
-
 
 class History(list):
     """A run's per-epoch rows (``history.csv``: epoch, phase, loss, accuracy, val_loss,
@@ -204,10 +177,11 @@ class Run:
     def evaluate(self, data: str | None = None, batch_size: int = 32, **columns: Any) -> dict[str, Any]:
         """Accuracy and per-class accuracy on ``data`` (a folder, CSV, ``sample``), leaving out
         the run's training images; without ``data``, on the run's held-out split."""
+        from transferkit.data.split import read_manifest
         from transferkit.inference import score, select_images
-        from transferkit.runs.folder import open_run
 
-        manifest = open_run(self.out).manifest if self.out is not None else None
+        split = self.out / "split.csv" if self.out is not None else None
+        manifest = read_manifest(split) if split is not None and split.is_file() else None
         images = select_images(data, manifest, **columns)
         return score(self.model, self.class_names, images, batch_size=batch_size).metrics
 
