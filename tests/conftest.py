@@ -45,3 +45,9 @@ def empty_keras_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 def hymenoptera() -> Path:
     """The real ants/bees photos (read only: copy before changing anything)."""
     return _require(HYMENOPTERA)
+
+
+def pytest_xdist_auto_num_workers(config: pytest.Config) -> int:
+    """``-n auto``: one worker per core this process may use, at most 4 (each worker holds its own
+    TensorFlow and models of up to a few GB; past 4 the suite is bound by its longest files)."""
+    return max(1, min(len(os.sched_getaffinity(0)), 4))

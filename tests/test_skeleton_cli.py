@@ -42,6 +42,28 @@ def test_finetune_reaches_092_on_held_out_split(hymenoptera_run: Path) -> None:
     assert all({"loss", "accuracy", "val_loss", "val_accuracy"} <= set(row) for row in metrics["epochs"])
 
 
+def test_default_recipe_freezes_all_but_the_last_stage(hymenoptera_run: Path) -> None:
+    """The default two-phase recipe on the real photos: every weight below stage5 and every
+    BatchNormalization statistic stays bit-identical to the ImageNet file; stage5's convolutions
+    trained."""
+    import keras
+
+    import transferkit.models  # registers the custom layers model.keras uses
+    from transferkit import transfer
+
+    tuned = keras.saving.load_model(hymenoptera_run / "model.keras")
+    pretrained = transferkit.models.build_model("mobilenet_v1_025", 2, "imagenet", 224)
+    weighted = [l for l in transfer.base_layers(pretrained) if l.weights]
+    frozen = [l.name for l in weighted if not l.name.startswith("stage5") or isinstance(l, keras.layers.BatchNormalization)]
+    trained = [l.name for l in weighted if l.name not in frozen]
+    assert "stage4_block6_pw_bn" in frozen and "stage5_block2_pw_bn" in frozen and "stage5_block2_pw" in trained
+    for name in frozen:
+        for a, b in zip(tuned.get_layer(name).get_weights(), pretrained.get_layer(name).get_weights()):
+            assert np.array_equal(a, b), f"{name} changed"
+    for name in trained:
+        assert not np.array_equal(tuned.get_layer(name).get_weights()[0], pretrained.get_layer(name).get_weights()[0]), name
+
+
 def test_run_folder_has_every_artifact(hymenoptera_run: Path) -> None:
     for name in ("saved_model", "model.keras", "labels.txt", "metrics.json", "history.csv", "config.json", "split.csv"):
         assert (hymenoptera_run / name).exists(), name
