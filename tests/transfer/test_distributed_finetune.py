@@ -46,8 +46,8 @@ print("VARIABLE", type(result.model.trainable_weights[0].value).__name__)
 # One device and two replicas train the same weights when nothing depends on the replica: no
 # dropout (its masks are drawn per replica), BatchNormalization frozen (finetune's default), so no
 # per-replica batch statistics; SGD, whose step is linear in the gradient (Adam's first steps are
-# about lr * sign(gradient), so they turn round-off in near-zero gradients into steps of size lr:
-# phase 1, always Adam, gets a learning rate too small for that to matter); and one global batch of
+# about lr * sign(gradient), so they turn round-off in near-zero gradients into steps of size lr);
+# phase 1 gets a learning rate too small to matter, so phase 2 does the training; and one global batch of
 # all 12 training images per epoch (6 per replica), so the order of examples cannot differ.
 SAME = dict(dropout=0.0, optimizer="sgd", lr=1e-6, fine_tune_epochs=2, fine_tune_lr=0.05, batch_size=12)
 

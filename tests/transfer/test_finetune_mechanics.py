@@ -131,15 +131,17 @@ def test_mixed_precision_computes_in_half_and_keeps_a_float32_softmax(policy: st
 
 
 class _RecordTraining(keras.callbacks.Callback):
-    """The trainable weights of each ``fit`` and the weights that training changed."""
+    """The trainable weights of each ``fit``, its optimizer, and the weights that training changed."""
 
     def __init__(self) -> None:
         super().__init__()
         self.trainable: list[set[str]] = []
         self.changed: list[set[str]] = []
+        self.optimizers: list[str] = []
 
     def on_train_begin(self, logs: dict | None = None) -> None:
         self.trainable.append({v.path for v in self.model.trainable_weights})
+        self.optimizers.append(type(self.model.optimizer).__name__)
         self._before = {v.path: v.numpy().copy() for v in self.model.weights}
 
     def on_train_end(self, logs: dict | None = None) -> None:
@@ -152,9 +154,10 @@ def test_gradual_unfreezing_trains_one_more_stage_each_step(tmp_path: Path) -> N
         base="resnet20", weights=random_init(tmp_path / "init.weights.h5"), data=str(make_images(tmp_path / "images")),
         out=str(tmp_path / "run"),
         image_size=32, batch_size=8, epochs=1, fine_tune_epochs=3, gradual=1, unfreeze_from="stage1",
-        augment=False, val_split=0.25,
+        augment=False, val_split=0.25, optimizer="rmsprop",
     )
     finetune(config, verbose=0, callbacks=[record])
+    assert record.optimizers == ["RMSprop"] * 4  # --optimizer trains the head too, not only phase 2
     reference = build_model("resnet20", 2, None, 32)
 
     def weights_of(stages: list[str]) -> set[str]:  # BatchNormalization stays frozen by default

@@ -187,7 +187,7 @@ def add_finetune_arguments(p: argparse.ArgumentParser) -> None:
         help="learning-rate multiplier of the base in phase 2 (e.g. 0.1), or one per stage "
         "(e.g. 'stage4=0.1,stage5=0.3'; 'base=' sets the rest)",
     )
-    g.add_argument("--optimizer", choices=("adam", "adamw", "sgd", "rmsprop"), default="adam", help="optimizer of phase 2 (sgd: momentum 0.9)")
+    g.add_argument("--optimizer", choices=("adam", "adamw", "sgd", "rmsprop"), default="adam", help="optimizer of both phases (sgd: momentum 0.9)")
     g.add_argument(
         "--mixed-precision", choices=("mixed_float16", "mixed_bfloat16"), default=None,
         help="train in mixed precision (the final softmax stays float32)",

@@ -142,7 +142,7 @@ def _set_step(model: keras.Model, config: FinetuneConfig, start: str | None, log
         if log:
             log("transferkit: phase 1, training the new head on the frozen base")
         freeze(model)
-        return (config.lr,)
+        return (config.lr, config.optimizer)
     if log:
         bn = "trainable" if config.train_bn else "frozen in inference mode"
         log(f"transferkit: phase 2, fine-tuning the base from {start} for {epochs} epochs (BatchNormalization {bn})")
