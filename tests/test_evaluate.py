@@ -88,6 +88,15 @@ def test_classes_the_model_lacks_are_one_line_naming_them(colour_run: Path, tmp_
     assert not out.exists()
 
 
+def test_a_class_map_with_a_model_is_refused(colour_run: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    data = _folder(tmp_path / "data", {"red": [(200, 0, 0)], "green": [(0, 200, 0)]})
+    out = tmp_path / "metrics.json"
+    code = main(["evaluate", "--model", str(colour_run), "--data", str(data), "--map", "red=n01440764", "--output", str(out)])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1 and "--map is for the unchanged ImageNet classifier" in err[0], err
+    assert not out.exists()
+
+
 def test_prediction_decodes_files_as_training_does(tmp_path: Path) -> None:
     """The pixels a model sees in `predict`/`evaluate` are those training gave it, for JPEGs large
     enough to be decoded at 1/8 scale, small ones, and PNGs."""

@@ -107,8 +107,14 @@ def run_predict(args: argparse.Namespace) -> int:
 
 
 def run_evaluate(args: argparse.Namespace) -> int:
+    from transferkit.errors import ConfigError
     from transferkit.inference import check_class_map, score, select_images
 
+    if args.model is not None and args.class_map is not None:
+        raise ConfigError(
+            "--map is for the unchanged ImageNet classifier; a --model already names its classes "
+            "(labels.txt): drop --map, or drop --model to score the unchanged classifier"
+        )
     run = _classifier(args) if args.model is not None else None
     report_dir = _report_dir(args, run)
     images = select_images(
