@@ -96,7 +96,7 @@ def measure(image: Any) -> ImageStats:
 def _sharpest_tile(pixels: np.ndarray, tiles: int = 4) -> float:
     """Variance of the 4-neighbour Laplacian in the sharpest of ``tiles x tiles`` tiles."""
     if min(pixels.shape) < 3:
-        return 0.0
+        return float("nan")  # too small to tell (and flagged as tiny): never "blurry"
     lap = (
         pixels[:-2, 1:-1] + pixels[2:, 1:-1] + pixels[1:-1, :-2] + pixels[1:-1, 2:] - 4 * pixels[1:-1, 1:-1]
     )
