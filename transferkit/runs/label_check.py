@@ -85,25 +85,35 @@ def pretrained_extractor(base: str, weights: str, image_size: int | None, num_cl
     return extractor, extractor_key(extractor, weights_identity(info.name, weights, 0))
 
 
+def _digests(path: Path) -> set[bytes]:
+    """The image digests a feature-cache file holds (none when it cannot be read)."""
+    try:
+        with np.load(path) as saved:
+            return set(saved["digests"].tolist())
+    except (OSError, ValueError, KeyError):
+        return set()
+
+
 def features_cached(files: Sequence[str], base: str, weights: str, image_size: int | None, cache_dir: str | None) -> bool:
     """True when the disk cache already holds ``base``'s features of every file (so the label
-    check costs no pass of the base); False, cheaply, when no cache file of the base exists."""
-    from transferkit.models import get_model_info
-    from transferkit.transfer.features import FeatureStore, default_cache_dir, file_digest
+    check costs no pass of the base). Cheap when it does not: TensorFlow is loaded (to build the
+    extractor and know its cache key) only when a cache file of ``base`` (by its registry name)
+    holds every file's digest."""
+    from transferkit.data.options import feature_cache_dir
+    from transferkit.data.split import file_digest
 
+    folder = Path(cache_dir or feature_cache_dir())
+    candidates = sorted(folder.glob(f"{base}_features-*.npz"))
+    if not files or not candidates:
+        return False
+    wanted = {bytes.fromhex(file_digest(f)) for f in files}
+    if not any(wanted <= _digests(c) for c in candidates):
+        return False
     try:
-        name = get_model_info(base).name
+        _, key = pretrained_extractor(base, weights, image_size, 2)
     except ConfigError:
         return False
-    folder = Path(cache_dir or default_cache_dir())
-    if not files or not any(folder.glob(f"{name}_features-*.npz")):
-        return False
-    try:
-        _, key = pretrained_extractor(name, weights, image_size, 2)
-    except ConfigError:
-        return False
-    store = FeatureStore(key, "disk", folder)
-    return all(file_digest(f) in store.table for f in files)
+    return wanted <= _digests(folder / f"{key}.npz")
 
 
 def check_labels(
