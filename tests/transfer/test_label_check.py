@@ -61,3 +61,31 @@ def test_planted_label_errors_are_found_in_real_photos(hymenoptera: Path, keras_
     # ... and without them cached it does not (no pass of the base).
     plain, _ = diagnose(str(root), feature_cache_dir=str(tmp_path / "empty"), verbose=False)
     assert plain.label_issues is None
+
+
+def test_features_find_the_cropped_copy_the_phash_misses(keras_home: Path, tmp_path: Path) -> None:
+    from PIL import Image
+
+    from transferkit.data import SAMPLE_DIR
+    from transferkit.runs.doctor import diagnose
+
+    from transferkit.data.doctor import NEAR_DUPLICATE_BITS
+    from transferkit.data.quality import hamming, measure
+
+    root = tmp_path / "data"
+    shutil.copytree(SAMPLE_DIR, root)
+    for original in sorted((root / "ants").glob("*.jpg")):  # the first photo whose crop the pHash misses
+        im = Image.open(original).convert("RGB")
+        w, h = im.size
+        cropped = im.crop((w // 16, h // 16, w - w // 16, h - h // 16))  # 6% off each side
+        if hamming(measure(im).phash, measure(cropped).phash) > NEAR_DUPLICATE_BITS:
+            break
+    cropped.save(root / "bees" / "cropped.jpg", quality=90)
+
+    by_hash, _ = diagnose(str(root), labels=False, near_duplicates=True, verbose=False)
+    assert by_hash.near_duplicates == []  # too much cropped for the pHash
+    report, _ = diagnose(str(root), labels=True, near_duplicates=True, feature_cache_dir=str(tmp_path / "f"), verbose=False)
+    assert len(report.near_duplicates) == 1  # and no pair among the 60 distinct photos
+    pair = report.near_duplicates[0]
+    assert pair["by"] == "features" and pair["kind"] == "near_duplicate_across_classes"
+    assert {Path(pair["a"]["path"]).name, Path(pair["b"]["path"]).name} == {original.name, "cropped.jpg"}

@@ -198,8 +198,10 @@ class DoctorReport:
                 f"(p={issue['p_suggested']:.2f} vs {issue['p_given']:.2f})", issue["suggested"], issue["score"])
         for pair in self.near_duplicates or []:
             for a, b in ((pair["a"], pair["b"]), (pair["b"], pair["a"])):
-                add(a["path"], pair["kind"], f"near-identical to {b['path']} ({b['class']}, {b['split'] or 'no split'}); "
-                    f"pHash {pair['distance']} bits apart", "", pair["distance"])
+                how = (f"pHash {pair['distance']} bits apart" if pair["by"] == "phash"
+                       else f"feature cosine {pair['cosine']:.3f}")
+                add(a["path"], pair["kind"], f"near-identical to {b['path']} ({b['class']}, {b['split'] or 'no split'}); {how}",
+                    "", pair.get("distance", pair.get("cosine")))
         for kind, groups in (("duplicate_within_class", self.duplicates_within_class),
                              ("duplicate_across_classes", self.duplicates_across_classes)):
             for group in groups:
@@ -252,7 +254,7 @@ class DoctorReport:
                 lines.append(f"quality {QUALITY_TEXT[kind]}: {len(items)}")
                 lines += [f"    {r['path']}: {r['detail']}" for r in items[:limit]]
         if self.near_duplicates is not None:
-            lines.append(f"near-duplicates (pHash within {NEAR_DUPLICATE_BITS} bits): {len(self.near_duplicates)} pair(s)")
+            lines.append(f"near-duplicates (pHash within {NEAR_DUPLICATE_BITS} bits, or alike pretrained features): {len(self.near_duplicates)} pair(s)")
             for pair in self.near_duplicates[:limit]:
                 a, b = pair["a"], pair["b"]
                 lines.append(f"    {pair['kind']}: {a['path']} ({a['class']}, {a['split']})  ~  {b['path']} ({b['class']}, {b['split']})")
@@ -391,30 +393,55 @@ def doctor(
     return report
 
 
+def _pair(a: tuple[str, int, str], b: tuple[str, int, str], class_names: Sequence[str], **measure: Any) -> dict[str, Any]:
+    """A near-duplicate pair of ``(path, label, split)`` files; ``kind`` says whether they cross
+    classes (conflicting labels), splits (validation leaks into training) or neither."""
+    kind = (
+        "near_duplicate_across_classes" if a[1] != b[1]
+        else "near_duplicate_across_splits" if a[2] != b[2]
+        else "near_duplicate_within_class"
+    )
+    return {
+        "kind": kind, **measure, "across_splits": a[2] != b[2],
+        "a": {"path": a[0], "class": class_names[a[1]], "split": a[2]},
+        "b": {"path": b[0], "class": class_names[b[1]], "split": b[2]},
+    }
+
+
+def add_feature_pairs(report: DoctorReport, pairs: Sequence[tuple[str, str, float]]) -> None:
+    """Adds near-duplicates a pretrained base's features found (``(path, path, cosine)``) to
+    ``report.near_duplicates``, but for pairs already there or byte-identical."""
+    usable = {path: (path, label, split) for path, label, split in report.usable}
+    known = {frozenset((p["a"]["path"], p["b"]["path"])) for p in report.near_duplicates or []}
+    for group in report.duplicates_within_class + report.duplicates_across_classes:
+        known |= {frozenset((x, y)) for x in group for y in group if x != y}
+    found = list(report.near_duplicates or [])
+    for x, y, cosine in pairs:
+        if frozenset((x, y)) not in known and x in usable and y in usable:
+            found.append(_pair(usable[x], usable[y], report.class_names, by="features", cosine=round(cosine, 4)))
+    report.near_duplicates = sorted(found, key=_pair_order)
+
+
+def _pair_order(pair: dict[str, Any]) -> tuple[Any, ...]:
+    return (pair["by"] != "phash", pair.get("distance", 0), -pair.get("cosine", 0), pair["a"]["path"], pair["b"]["path"])
+
+
 def near_duplicate_pairs(
     reports: Sequence[FileReport], class_names: Sequence[str], split_of: dict[str, str]
 ) -> list[dict[str, Any]]:
     """Pairs of usable, not byte-identical images whose pHashes are within
-    :data:`NEAR_DUPLICATE_BITS`, most alike first; ``kind`` says whether they cross classes
-    (conflicting labels), splits (validation leaks into training) or neither."""
+    :data:`NEAR_DUPLICATE_BITS`, most alike first (see :func:`_pair`)."""
     usable = [r for r in reports if r.problem is None and r.stats is not None]
     pairs = []
     for i, j, distance in similar_pairs([r.stats.phash for r in usable], NEAR_DUPLICATE_BITS):  # type: ignore[union-attr]
         a, b = usable[i], usable[j]
         if a.digest == b.digest:
             continue  # byte-identical: already listed as an exact duplicate
-        sa, sb = split_of.get(a.path, ""), split_of.get(b.path, "")
-        kind = (
-            "near_duplicate_across_classes" if a.label != b.label
-            else "near_duplicate_across_splits" if sa != sb
-            else "near_duplicate_within_class"
-        )
-        pairs.append({
-            "kind": kind, "distance": distance, "across_splits": sa != sb,
-            "a": {"path": a.path, "class": class_names[a.label], "split": sa},
-            "b": {"path": b.path, "class": class_names[b.label], "split": sb},
-        })
-    return sorted(pairs, key=lambda p: (p["distance"], p["a"]["path"], p["b"]["path"]))
+        pairs.append(_pair(
+            (a.path, a.label, split_of.get(a.path, "")), (b.path, b.label, split_of.get(b.path, "")),
+            class_names, by="phash", distance=distance,
+        ))
+    return sorted(pairs, key=_pair_order)
 
 
 def _doctor_tfds(source: str, data_dir: str | None, tfds_splits: str | None, verbose: bool) -> DoctorReport:
@@ -441,6 +468,6 @@ def _doctor_tfds(source: str, data_dir: str | None, tfds_splits: str | None, ver
 
 
 __all__ = [
-    "DoctorReport", "FileReport", "check_bytes", "check_file", "doctor", "near_duplicate_pairs", "scan", "summarize",
+    "DoctorReport", "FileReport", "add_feature_pairs", "check_bytes", "check_file", "doctor", "near_duplicate_pairs", "scan", "summarize",
     "probe_file",
 ]

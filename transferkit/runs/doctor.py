@@ -8,11 +8,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from transferkit.data.doctor import DoctorReport, doctor
+from transferkit.data.doctor import DoctorReport, add_feature_pairs, doctor
 from transferkit.data.doctor_files import write_outputs
 from transferkit.data.tfds_source import is_tfds
 from transferkit.errors import ConfigError
-from transferkit.runs.label_check import DEFAULT_BASE, DEFAULT_FOLDS, check_labels, features_cached, pretrained_extractor
+from transferkit.runs.label_check import DEFAULT_BASE, DEFAULT_FOLDS, check_labels, features_cached, pretrained_extractor, similar_by_features
 
 
 def diagnose(
@@ -37,7 +37,8 @@ def diagnose(
     Args:
         labels: True to look for likely label errors, False never, None only when ``base``'s
             features of every usable file are already in the feature cache (no pass of the base).
-        near_duplicates: Pair near-identical images within and across classes and splits.
+        near_duplicates: Pair near-identical images within and across classes and splits (by
+            pHash; with the label check, also by the cosine of the base's features).
         source_options: ``data_dir``, ``path_column``, ``label_column``, ``split_column``,
             ``tfds_splits`` of :func:`transferkit.data.doctor.doctor`.
 
@@ -59,9 +60,11 @@ def diagnose(
     if labels is None and not is_tfds(source):
         labels = features_cached(files, base, weights, image_size, feature_cache_dir)
     if labels:
-        issues, summary = check_labels(
+        issues, summary, features = check_labels(
             files, [label for _, label, _ in report.usable], report.class_names, base, weights, image_size,
             folds, seed, feature_cache_dir, verbose,
         )
         report.label_issues, report.label_check = issues, summary
+        if near_duplicates:  # the features at hand also see through crops the pHash misses
+            add_feature_pairs(report, [(files[i], files[j], c) for i, j, c in similar_by_features(features)])
     return report, (write_outputs(report, out) if out is not None else {})
