@@ -65,6 +65,7 @@ EXAMPLES = {
     ),
     "doctor": (
         "transferkit doctor --data ./photos",
+        "transferkit doctor --data ./photos --near-duplicates --labels --out doctor/",
         "transferkit doctor --data labels.csv --out doctor.json",
     ),
     "tune": (

@@ -20,10 +20,10 @@ from transferkit.data.folder import FolderIndex, index_folder
 from transferkit.data.probe import probe_files
 from transferkit.data.split import (
     SPLITS,
-    complete_split,
     find_duplicates,
     stratified_split,
     train_subset,
+    training_splits,
     write_manifest,
 )
 from transferkit.data.tfds_source import is_tfds
@@ -300,10 +300,8 @@ def load_data(
     sizes = [index.sizes[i] for i in keep]
     stamps = [index.stamps[i] for i in keep]
     probes = [all_probes[i] for i in keep]
-    if index.splits:
-        splits = complete_split([index.splits[i] for i in keep], labels, val_split, seed, index.class_names)
-    else:
-        splits = stratified_split(labels, val_split, seed, index.class_names, test_split)
+    given = [index.splits[i] for i in keep] if index.splits else []
+    splits = training_splits(labels, given, val_split, seed, index.class_names, test_split)
     if train_fraction != 1.0:
         kept = train_subset(labels, splits, train_fraction, seed)
         files, labels, sizes, stamps, probes, splits = (

@@ -3,10 +3,20 @@
 from __future__ import annotations
 
 import dataclasses
+import os
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 CACHE_MODES = ("auto", "memory", "disk", "none")
+
+
+def feature_cache_dir() -> Path:
+    """Where cached features of frozen bases live: ``$TRANSFERKIT_CACHE/features``, else
+    ``$XDG_CACHE_HOME/transferkit/features`` (``~/.cache/transferkit/features``). Here, with no
+    Keras import, so the doctor can look for cached features without loading TensorFlow."""
+    root = os.environ.get("TRANSFERKIT_CACHE") or Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "transferkit"
+    return Path(root).expanduser() / "features"
 
 
 @dataclass

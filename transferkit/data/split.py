@@ -84,6 +84,21 @@ def complete_split(
     return splits
 
 
+def training_splits(
+    labels: Sequence[int],
+    given: Sequence[str],
+    val_fraction: float,
+    seed: int,
+    class_names: Sequence[str] | None = None,
+    test_fraction: float = 0.0,
+) -> list[str]:
+    """The split the training commands make: the source's own (``given``, validation carved out of
+    train when it has none), else a stratified one of every class."""
+    if given:
+        return complete_split(given, labels, val_fraction, seed, class_names)
+    return stratified_split(labels, val_fraction, seed, class_names, test_fraction)
+
+
 def write_manifest(
     path: str | os.PathLike[str],
     files: Sequence[str],

@@ -25,6 +25,7 @@ from typing import Any
 import keras
 import numpy as np
 
+from transferkit.data.options import feature_cache_dir
 from transferkit.errors import ConfigError
 
 FEATURE_CACHES = ("disk", "memory", "none")
@@ -34,8 +35,7 @@ _MEMORY: dict[str, dict[bytes, np.ndarray]] = {}
 
 def default_cache_dir() -> Path:
     """``$TRANSFERKIT_CACHE/features``, else ``~/.cache/transferkit/features``."""
-    root = os.environ.get("TRANSFERKIT_CACHE") or Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "transferkit"
-    return Path(root).expanduser() / "features"
+    return feature_cache_dir()
 
 
 def file_digest(path: str | os.PathLike[str]) -> bytes:
