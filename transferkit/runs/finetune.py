@@ -41,8 +41,6 @@ def check(config: FinetuneConfig) -> int:
                 raise ConfigError(f"lr must be a number or 'auto' (a range test picks it), got {value!r}")
         elif value is not None and value <= 0:
             raise ConfigError(f"{field} must be positive, got {value}")
-    if config.lr == "auto" and config.distribute == "multi_worker":
-        raise ConfigError("--lr auto cannot run on a multi-worker cluster (the workers would each pick a rate); give --lr")
     if config.schedule not in SCHEDULES:
         raise ConfigError(f"unknown schedule {config.schedule!r}; choose one of {', '.join(SCHEDULES)}")
     if config.schedule != "constant" and config.gradual:
@@ -100,6 +98,8 @@ def finetune(config: FinetuneConfig, verbose: int = 1, callbacks: Sequence[keras
     Returns:
         The run folder, final validation accuracy, trained model, class names and history.
     """
+    if config.lr == "auto" and config.distribute == "multi_worker":  # checked before joining the cluster
+        raise ConfigError("--lr auto cannot run on a multi-worker cluster (the workers would each pick a rate); give --lr")
     with common.strategy_scope(config.distribute, config.mixed_precision) as strategy:
         return _finetune(config, verbose, strategy, callbacks)
 
