@@ -106,7 +106,8 @@ class _Rates(keras.callbacks.Callback):
 
 def test_lr_auto_trains_with_the_suggestion_at_least_as_well_as_the_default(keras_home: Path, tmp_path: Path) -> None:
     # The evidence, kept cheap: the sample at 96 px, 5 head epochs on cached features,
-    # the same seed; measured: auto 0.0XX -> VAL_AUTO, default 0.01 -> VAL_DEFAULT.
+    # the same seed. Measured: auto picked 0.018 and reached 8 of 12 (0.667), the default 0.01
+    # 7 of 12 (0.583); with fine_tune_epochs=0 both reached 8 of 12.
     common = dict(
         base="mobilenet_v1_025", data="sample", image_size=96, batch_size=16, augment=False, epochs=5,
         fine_tune_epochs=1, verbose=0,

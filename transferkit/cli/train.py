@@ -38,6 +38,27 @@ def add_run_arguments(p: argparse.ArgumentParser, d: Any, data_help: str) -> Non
     )
 
 
+def add_source_arguments(p: argparse.ArgumentParser, d: Any, out_help: str, weights_help: str) -> None:
+    """The model, its weights and data, and the output folder, of a command that is not resumable."""
+    p.add_argument("--base", default=d.base, help=f"model name (default {d.base}; see `transferkit models`)")
+    p.add_argument("--data", default=d.data, help="folder of class sub-folders, CSV, tfds:NAME or 'sample'")
+    p.add_argument("--out", default=None, help=out_help)
+    p.add_argument("--overwrite", action="store_true", help="replace an existing --out folder")
+    p.add_argument("--weights", default=d.weights, help=weights_help)
+
+
+def add_split_arguments(p: argparse.ArgumentParser, d: Any) -> None:
+    """finetune's (and lr-find's) validation split, dropout, augmentation, frozen cache and seed."""
+    p.add_argument("--val-split", type=float, default=d.val_split, help="validation fraction per class")
+    p.add_argument("--dropout", type=float, default=d.dropout, help="dropout before the new classification layer")
+    p.add_argument("--no-augment", dest="augment", action="store_false", help="no random flip/rotation/zoom")
+    p.add_argument(
+        "--no-frozen-cache", dest="frozen_cache", action="store_false",
+        help="recompute the frozen layers every epoch (by default, without augmentation, their output is cached)",
+    )
+    p.add_argument("--seed", type=int, default=d.seed, help="seed of the split, shuffling, augmentation and initialisation")
+
+
 def add_commands(sub: Any) -> None:
     from transferkit.runs.config import FinetuneConfig
 
@@ -82,14 +103,7 @@ def add_commands(sub: Any) -> None:
         "epoch's weights (default: every epoch trains)",
     )
     add_finetune_arguments(p)
-    p.add_argument("--val-split", type=float, default=d.val_split, help="validation fraction per class")
-    p.add_argument("--dropout", type=float, default=d.dropout, help="dropout before the new classification layer")
-    p.add_argument("--no-augment", dest="augment", action="store_false", help="no random flip/rotation/zoom")
-    p.add_argument(
-        "--no-frozen-cache", dest="frozen_cache", action="store_false",
-        help="recompute the frozen layers every epoch (by default, without augmentation, their output is cached)",
-    )
-    p.add_argument("--seed", type=int, default=d.seed, help="seed of the split, shuffling, augmentation and initialisation")
+    add_split_arguments(p, d)
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     add_data_arguments(p)
     p.set_defaults(func=run_finetune)
@@ -108,11 +122,7 @@ def add_commands(sub: Any) -> None:
             "--augment the features change every epoch and are not cached."
         ),
     )
-    x.add_argument("--base", default=d.base, help=f"model name (default {d.base})")
-    x.add_argument("--data", default=d.data, help="folder of class sub-folders, CSV, tfds:NAME or 'sample'")
-    x.add_argument("--out", default=None, help="run folder to create (default runs/<base>-extract-<time>)")
-    x.add_argument("--overwrite", action="store_true", help="replace an existing --out folder")
-    x.add_argument("--weights", default=d.weights, help="'imagenet' (default), 'none', or a weights file")
+    add_source_arguments(x, d, "run folder to create (default runs/<base>-extract-<time>)", "'imagenet' (default), 'none', or a weights file")
     x.add_argument("--image-size", type=positive_int, default=None, help="square input side in pixels (default: the weights' or model's)")
     x.add_argument("--channels", type=int, choices=(1, 3), default=None, help="1 for grey images (first convolution adapted)")
     x.add_argument("--batch-size", type=positive_int, default=d.batch_size, help="images per step")
@@ -145,11 +155,7 @@ def add_lr_find_command(sub: Any) -> None:
             "descent. `finetune --lr auto` runs the same test and uses the valley."
         ),
     )
-    p.add_argument("--base", default=d.base, help=f"model name (default {d.base}; see `transferkit models`)")
-    p.add_argument("--data", default=d.data, help="folder of class sub-folders, CSV, tfds:NAME or 'sample' (default)")
-    p.add_argument("--out", default=None, help="folder to create for the plot and curve (default runs/<base>-lr-find-<time>)")
-    p.add_argument("--overwrite", action="store_true", help="replace an existing --out folder")
-    p.add_argument("--weights", default=d.weights, help="'imagenet' (default) or a weights file")
+    add_source_arguments(p, d, "folder to create for the plot and curve (default runs/<base>-lr-find-<time>)", "'imagenet' (default) or a weights file")
     p.add_argument("--start-lr", type=float, default=f.start_lr, help="learning rate of the first batch")
     p.add_argument("--end-lr", type=float, default=f.end_lr, help="learning rate of the last batch")
     p.add_argument("--steps", type=int, default=f.steps, help="batches of the test (fewer when the loss diverges)")
@@ -162,14 +168,7 @@ def add_lr_find_command(sub: Any) -> None:
     p.add_argument("--batch-size", type=positive_int, default=d.batch_size, help="images per step")
     p.add_argument("--epochs", type=int, default=d.epochs, help="epochs of phase 1 before a --phase fine_tune test")
     p.add_argument("--lr", type=float, default=d.lr, help="learning rate of phase 1 before a --phase fine_tune test")
-    p.add_argument("--val-split", type=float, default=d.val_split, help="validation fraction per class (held out of the test)")
-    p.add_argument("--dropout", type=float, default=d.dropout, help="dropout before the new classification layer")
-    p.add_argument("--no-augment", dest="augment", action="store_false", help="no random flip/rotation/zoom")
-    p.add_argument(
-        "--no-frozen-cache", dest="frozen_cache", action="store_false",
-        help="recompute the frozen layers every batch (by default, without augmentation, their output is cached)",
-    )
-    p.add_argument("--seed", type=int, default=d.seed, help="seed of the split, shuffling and initialisation")
+    add_split_arguments(p, d)
     add_finetune_arguments(p, distributed=False)
     p.add_argument("--quiet", action="store_true", help="no log lines")
     add_data_arguments(p)
