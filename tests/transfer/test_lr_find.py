@@ -138,3 +138,26 @@ def test_lr_auto_keeps_a_given_fine_tune_lr(tmp_path: Path) -> None:
     assert run.config["fine_tune_lr_chosen"] == 3e-4
     np.testing.assert_allclose(rates.fits[1], 3e-4, rtol=1e-6)
     np.testing.assert_allclose(rates.fits[0], run.config["lr_chosen"], rtol=1e-6)
+
+
+def test_a_resumed_lr_auto_run_keeps_the_rates_it_chose(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    from random_init import random_init
+    from transfer.test_resume import Crash
+    from transferkit.runs.finetune import FinetuneConfig, finetune
+    from tuning.conftest import make_images
+
+    config = FinetuneConfig(
+        base="resnet20", weights=random_init(tmp_path / "init.weights.h5"), data=str(make_images(tmp_path / "images")),
+        image_size=32, batch_size=8, epochs=1, fine_tune_epochs=2, augment=False, lr="auto", out=str(tmp_path / "run"),
+    )
+    with pytest.raises(RuntimeError, match="simulated crash"):
+        finetune(config, verbose=0, callbacks=[Crash(at=1)])  # phase 2's first epoch
+    chosen = json.loads((tmp_path / ".run.progress" / "lr_auto.json").read_text())
+    rates = _Rates()
+    finetune(config, verbose=1, callbacks=[rates])
+    log = capsys.readouterr().err
+    assert "resuming an interrupted run" in log and "range test" not in log  # not tested again
+    saved = json.loads((tmp_path / "run" / "config.json").read_text())
+    assert (saved["lr_chosen"], saved["fine_tune_lr_chosen"]) == (chosen["lr"], chosen["fine_tune_lr"])
+    assert len(rates.fits) == 1
+    np.testing.assert_allclose(rates.fits[0], chosen["fine_tune_lr"], rtol=1e-6)

@@ -149,11 +149,17 @@ def _finetune(
             continue
         compile_args = _set_step(model, config, start, log, epochs)
         compile_args = (schedules.decay_schedule(config.schedule, compile_args[0], epochs * steps_per_epoch), *compile_args[1:])
+        stopper = _early_stopping(config)
         _fit(
             model, data, config, cache, log, compile_args, initial_epoch=first_epoch, epochs=first_epoch + epochs,
             verbose=verbose, callbacks=progress.callbacks(step, "head" if start is None else "fine_tune")
-            + common.tensorboard(progress, config.tensorboard) + _early_stopping(config) + list(callbacks),
+            + common.tensorboard(progress, config.tensorboard) + stopper + list(callbacks),
         )
+        if stopper and stopper[0].stopped_epoch:
+            log(
+                f"transferkit: early stopping after epoch {stopper[0].stopped_epoch + 1}; kept the weights of epoch "
+                f"{stopper[0].best_epoch + 1} (best validation loss {stopper[0].best:.4f})"
+            )
         progress.finish_step(model, step)
         first_epoch += epochs
     if resume_at == len(steps):  # nothing trained in this process: set up the model as the last step left it
