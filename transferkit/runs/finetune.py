@@ -131,7 +131,8 @@ def _finetune(
     first_epoch, resume_at = 0, progress.done
     if progress.resuming:
         where = "its training had finished" if resume_at == len(steps) else f"after epoch {len(progress.rows)}"
-        if config.early_stopping and resume_at < len(steps) and len(progress.rows) > sum(e for _, e in steps[:resume_at]):
+        step_start = sum(e for _, e in steps[:resume_at])  # epochs are numbered as planned, stopped early or not
+        if config.early_stopping and resume_at < len(steps) and any(r["epoch"] > step_start for r in progress.rows):
             raise ConfigError(
                 f"{out_dir} has a run interrupted in the middle of a phase with --early-stopping, whose state "
                 "is not checkpointed; pass --no-resume to start it again"
