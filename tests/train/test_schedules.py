@@ -117,7 +117,7 @@ def test_label_smoothing_spreads_epsilon_over_the_classes() -> None:
 def test_unknown_schedule_is_one_line_exit_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     from transferkit.cli import main
 
-    with pytest.raises(ConfigError, match="unknown schedule 'sgdr'; choose one of resnet-cifar, wrn, vgg, cosine, constant"):
+    with pytest.raises(ConfigError, match="unknown schedule 'sgdr'; choose one of resnet-cifar, wrn, vgg, cosine, one-cycle, constant"):
         schedules.resolve("sgdr")
     capsys.readouterr()
     assert main(["train", "--schedule", "sgdr", "--out", str(tmp_path / "run")]) == 2
