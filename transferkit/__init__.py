@@ -40,6 +40,8 @@ _LAZY = {
     "extract": "transferkit.runs.notebook",
     "finetune": "transferkit.runs.notebook",
     "load": "transferkit.runs.notebook",
+    "lr_find": "transferkit.runs.notebook",
+    "LRFindConfig": "transferkit.runs.config",
     "predict": "transferkit.runs.notebook",
     "evaluate": "transferkit.runs.notebook",
     "tune": "transferkit.tuning.search",

@@ -117,9 +117,23 @@ def test_label_smoothing_spreads_epsilon_over_the_classes() -> None:
 def test_unknown_schedule_is_one_line_exit_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     from transferkit.cli import main
 
-    with pytest.raises(ConfigError, match="unknown schedule 'sgdr'; choose one of resnet-cifar, wrn, vgg, cosine, constant"):
+    with pytest.raises(ConfigError, match="unknown schedule 'sgdr'; choose one of resnet-cifar, wrn, vgg, cosine, one-cycle, constant"):
         schedules.resolve("sgdr")
     capsys.readouterr()
     assert main(["train", "--schedule", "sgdr", "--out", str(tmp_path / "run")]) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "unknown schedule" in err and not (tmp_path / "run").exists()
+
+
+def test_one_cycle_preset_warms_up_over_30_percent_then_anneals() -> None:
+    # Smith & Topin 2017 / fastai: from lr/25 up to lr over 30% of the steps, then cosine to 0.
+    schedule = schedules.resolve("one-cycle", epochs=4)
+    rate = schedules.learning_rate(schedule, steps_per_epoch=25)
+    total, warm, lr = 100, 30, schedule.lr
+    expected = [
+        lr / 25 + (lr - lr / 25) * s / warm if s < warm else lr * 0.5 * (1 + math.cos(math.pi * (s - warm) / (total - warm)))
+        for s in range(total + 1)
+    ]
+    got = [float(keras.ops.convert_to_numpy(rate(s))) for s in range(total + 1)]
+    np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-7)  # float32
+    assert max(got) == pytest.approx(lr) and got[-1] == pytest.approx(0.0, abs=1e-9)

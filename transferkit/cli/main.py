@@ -41,6 +41,11 @@ EXAMPLES = {
         "transferkit finetune --base resnet50 --data ./photos --epochs 5 --fine-tune-epochs 10 --unfreeze-from stage4",
         "transferkit finetune --data labels.csv --image-size 160 --out runs/mine",
     ),
+    "lr-find": (
+        "transferkit lr-find --data ./photos",
+        "transferkit lr-find --data ./photos --phase fine_tune --unfreeze-from stage4 --out runs/lr",
+        "transferkit lr-find --base resnet50 --data ./photos --start-lr 1e-6 --end-lr 1 --steps 50",
+    ),
     "extract": (
         "transferkit extract --data ./photos",
         "transferkit extract --base efficientnet_b0 --data tfds:oxford_flowers102 --hidden-units 256",

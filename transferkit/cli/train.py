@@ -8,6 +8,18 @@ from typing import Any
 from transferkit.cli.console import progress_verbosity
 from transferkit.cli.args import add_data_arguments, config_from_args, hidden_units_arg, positive_int
 
+PHASE_SCHEDULES = ("constant", "cosine", "one-cycle")  # finetune --schedule (runs.finetune.SCHEDULES)
+
+
+def lr_arg(text: str) -> float | str:
+    """``--lr``: a number, or ``auto``."""
+    if text == "auto":
+        return text
+    try:
+        return float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number or 'auto', got {text!r}") from None
+
 
 def add_run_arguments(p: argparse.ArgumentParser, d: Any, data_help: str) -> None:
     """The flags every training run shares: what to train on, where the run folder goes, resume,
@@ -24,6 +36,27 @@ def add_run_arguments(p: argparse.ArgumentParser, d: Any, data_help: str) -> Non
         "--tensorboard", action="store_true",
         help="write TensorBoard logs (live in the hidden .RUN.progress folder, then RUN/tensorboard/)",
     )
+
+
+def add_source_arguments(p: argparse.ArgumentParser, d: Any, out_help: str, weights_help: str) -> None:
+    """The model, its weights and data, and the output folder, of a command that is not resumable."""
+    p.add_argument("--base", default=d.base, help=f"model name (default {d.base}; see `transferkit models`)")
+    p.add_argument("--data", default=d.data, help="folder of class sub-folders, CSV, tfds:NAME or 'sample'")
+    p.add_argument("--out", default=None, help=out_help)
+    p.add_argument("--overwrite", action="store_true", help="replace an existing --out folder")
+    p.add_argument("--weights", default=d.weights, help=weights_help)
+
+
+def add_split_arguments(p: argparse.ArgumentParser, d: Any) -> None:
+    """finetune's (and lr-find's) validation split, dropout, augmentation, frozen cache and seed."""
+    p.add_argument("--val-split", type=float, default=d.val_split, help="validation fraction per class")
+    p.add_argument("--dropout", type=float, default=d.dropout, help="dropout before the new classification layer")
+    p.add_argument("--no-augment", dest="augment", action="store_false", help="no random flip/rotation/zoom")
+    p.add_argument(
+        "--no-frozen-cache", dest="frozen_cache", action="store_false",
+        help="recompute the frozen layers every epoch (by default, without augmentation, their output is cached)",
+    )
+    p.add_argument("--seed", type=int, default=d.seed, help="seed of the split, shuffling, augmentation and initialisation")
 
 
 def add_commands(sub: Any) -> None:
@@ -54,20 +87,27 @@ def add_commands(sub: Any) -> None:
     p.add_argument(
         "--fine-tune-epochs", type=int, default=d.fine_tune_epochs, help="epochs with the top of the base unfrozen (phase 2; 0 skips it)"
     )
-    p.add_argument("--lr", type=float, default=d.lr, help="learning rate of phase 1")
-    p.add_argument("--fine-tune-lr", type=float, default=None, help="learning rate of phase 2 (default lr/100)")
-    add_finetune_arguments(p)
-    p.add_argument("--val-split", type=float, default=d.val_split, help="validation fraction per class")
-    p.add_argument("--dropout", type=float, default=d.dropout, help="dropout before the new classification layer")
-    p.add_argument("--no-augment", dest="augment", action="store_false", help="no random flip/rotation/zoom")
     p.add_argument(
-        "--no-frozen-cache", dest="frozen_cache", action="store_false",
-        help="recompute the frozen layers every epoch (by default, without augmentation, their output is cached)",
+        "--lr", type=lr_arg, default=d.lr,
+        help="learning rate of phase 1, or 'auto': a range test (as lr-find) picks it, and phase 2's is a hundredth of it",
     )
-    p.add_argument("--seed", type=int, default=d.seed, help="seed of the split, shuffling, augmentation and initialisation")
+    p.add_argument("--fine-tune-lr", type=float, default=None, help="learning rate of phase 2 (default lr/100)")
+    p.add_argument(
+        "--schedule", choices=PHASE_SCHEDULES, default=d.schedule,
+        help="learning rate within each phase: constant, cosine (decays to 0 over the phase) or one-cycle "
+        "(warm-up from lr/25 over 30%% of the phase, then cosine to 0)",
+    )
+    p.add_argument(
+        "--early-stopping", type=positive_int, default=None, metavar="PATIENCE",
+        help="end a phase once the validation loss has not improved for PATIENCE epochs, keeping the best "
+        "epoch's weights (default: every epoch trains)",
+    )
+    add_finetune_arguments(p)
+    add_split_arguments(p, d)
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     add_data_arguments(p)
     p.set_defaults(func=run_finetune)
+    add_lr_find_command(sub)
 
     from transferkit.runs.config import ExtractConfig
 
@@ -82,11 +122,7 @@ def add_commands(sub: Any) -> None:
             "--augment the features change every epoch and are not cached."
         ),
     )
-    x.add_argument("--base", default=d.base, help=f"model name (default {d.base})")
-    x.add_argument("--data", default=d.data, help="folder of class sub-folders, CSV, tfds:NAME or 'sample'")
-    x.add_argument("--out", default=None, help="run folder to create (default runs/<base>-extract-<time>)")
-    x.add_argument("--overwrite", action="store_true", help="replace an existing --out folder")
-    x.add_argument("--weights", default=d.weights, help="'imagenet' (default), 'none', or a weights file")
+    add_source_arguments(x, d, "run folder to create (default runs/<base>-extract-<time>)", "'imagenet' (default), 'none', or a weights file")
     x.add_argument("--image-size", type=positive_int, default=None, help="square input side in pixels (default: the weights' or model's)")
     x.add_argument("--channels", type=int, choices=(1, 3), default=None, help="1 for grey images (first convolution adapted)")
     x.add_argument("--batch-size", type=positive_int, default=d.batch_size, help="images per step")
@@ -102,6 +138,41 @@ def add_commands(sub: Any) -> None:
     add_data_arguments(x)
     x.set_defaults(func=run_extract)
     add_train_command(sub)
+
+
+def add_lr_find_command(sub: Any) -> None:
+    from transferkit.runs.config import FinetuneConfig, LRFindConfig
+
+    d, f = FinetuneConfig(), LRFindConfig()
+    p = sub.add_parser(
+        "lr-find",
+        help="learning-rate range test: the loss as the rate grows, and a suggested rate for finetune",
+        description=(
+            "Trains a throwaway copy of finetune's model for a few batches while the learning rate grows "
+            "geometrically from --start-lr to --end-lr (Smith 2015; fastai's lr_find), stopping when the "
+            "smoothed loss diverges. Writes lr_find.png (the curve, suggestions marked), lr_find.csv and "
+            "lr_find.json, and prints the suggestions: the valley (the suggested rate) and the steepest "
+            "descent. `finetune --lr auto` runs the same test and uses the valley."
+        ),
+    )
+    add_source_arguments(p, d, "folder to create for the plot and curve (default runs/<base>-lr-find-<time>)", "'imagenet' (default) or a weights file")
+    p.add_argument("--start-lr", type=float, default=f.start_lr, help="learning rate of the first batch")
+    p.add_argument("--end-lr", type=float, default=f.end_lr, help="learning rate of the last batch")
+    p.add_argument("--steps", type=int, default=f.steps, help="batches of the test (fewer when the loss diverges)")
+    p.add_argument(
+        "--phase", choices=("head", "fine_tune"), default=f.phase,
+        help="'head': the new head on the frozen base (finetune's phase 1); 'fine_tune': the part of the base "
+        "phase 2 unfreezes, after --epochs of phase 1 at --lr",
+    )
+    p.add_argument("--image-size", type=positive_int, default=None, help="square input side in pixels")
+    p.add_argument("--batch-size", type=positive_int, default=d.batch_size, help="images per step")
+    p.add_argument("--epochs", type=int, default=d.epochs, help="epochs of phase 1 before a --phase fine_tune test")
+    p.add_argument("--lr", type=float, default=d.lr, help="learning rate of phase 1 before a --phase fine_tune test")
+    add_split_arguments(p, d)
+    add_finetune_arguments(p, distributed=False)
+    p.add_argument("--quiet", action="store_true", help="no log lines")
+    add_data_arguments(p)
+    p.set_defaults(func=run_lr_find)
 
 
 def add_train_command(sub: Any) -> None:
@@ -127,7 +198,7 @@ def add_train_command(sub: Any) -> None:
     s = t.add_argument_group("schedule (the preset's value when a flag is not given)")
     s.add_argument(
         "--schedule", default=d.schedule, metavar="NAME",
-        help=f"training preset: resnet-cifar, wrn, vgg, cosine or constant (see docs/recipes.md; default {d.schedule})",
+        help=f"training preset: resnet-cifar, wrn, vgg, cosine, one-cycle or constant (see docs/recipes.md; default {d.schedule})",
     )
     s.add_argument("--epochs", type=positive_int, default=None, help="epochs (default: the preset's, 30)")
     s.add_argument("--batch-size", type=positive_int, default=None, help="batch size (default: the preset's)")
@@ -163,8 +234,9 @@ def add_train_command(sub: Any) -> None:
     t.set_defaults(func=run_train)
 
 
-def add_finetune_arguments(p: argparse.ArgumentParser) -> None:
-    """How much of the base trains in phase 2, and how (docs/transfer.md)."""
+def add_finetune_arguments(p: argparse.ArgumentParser, distributed: bool = True) -> None:
+    """How much of the base trains in phase 2, and how (docs/transfer.md); ``--distribute`` too
+    when ``distributed``."""
     g = p.add_argument_group("unfreezing (phase 2)")
     which = g.add_mutually_exclusive_group()
     which.add_argument(
@@ -196,6 +268,8 @@ def add_finetune_arguments(p: argparse.ArgumentParser) -> None:
         "--channels", type=int, choices=(1, 3), default=None,
         help="1 trains on grey images; 3-channel weights are adapted by summing the first convolution's RGB kernels",
     )
+    if not distributed:
+        return
     g.add_argument(
         "--distribute", choices=("mirrored", "multi_worker"), default=None,
         help="tf.distribute: 'mirrored' over this machine's GPUs; 'multi_worker' as one worker of the "
@@ -210,6 +284,19 @@ def run_finetune(args: argparse.Namespace) -> int:
     result = finetune(config, verbose=progress_verbosity(args.quiet))
     print(f"validation accuracy: {result.val_accuracy:.4f}")
     print(f"run folder: {result.out}" if result.out else "worker done (the chief writes the run folder)")
+    return 0
+
+
+def run_lr_find(args: argparse.Namespace) -> int:
+    from transferkit.runs.config import FinetuneConfig, LRFindConfig
+    from transferkit.runs.lr_find import lr_find
+
+    config = config_from_args(FinetuneConfig, args, out=None, overwrite=False)
+    result = lr_find(config, config_from_args(LRFindConfig, args), verbose=0 if args.quiet else 1)
+    print(f"steepest descent: {result.steepest:.3g}")
+    print(f"valley: {result.valley:.3g}")
+    print(f"suggested learning rate: {result.suggestion:.3g} (finetune --lr {result.suggestion:.2g})")
+    print(f"plot and curve: {result.out}")
     return 0
 
 

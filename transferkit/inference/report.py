@@ -388,3 +388,25 @@ def _markdown(report: dict[str, Any]) -> str:
         else:
             parts.append("None: every image was classified correctly.\n")
     return "\n".join(parts)
+
+
+def plot_lr_curve(lrs: Sequence[float], smoothed: Sequence[float], suggestions: dict[str, float]) -> Any:
+    """A learning-rate range test's smoothed loss against the rate (log scale), with each
+    suggested rate marked, as a matplotlib figure."""
+    lrs, smoothed = np.asarray(lrs, dtype="float64"), np.asarray(smoothed, dtype="float64")
+    fig = _figure(7, 4.5)
+    ax = fig.add_subplot()
+    ax.plot(lrs, smoothed, label="smoothed loss")
+    for (name, lr), colour in zip(suggestions.items(), ("tab:red", "tab:green", "tab:purple")):
+        at = float(np.interp(np.log(lr), np.log(lrs), smoothed)) if len(lrs) else float("nan")
+        ax.plot([lr], [at], marker="o", color=colour, linestyle="none", label=f"{name}: {lr:.2g}")
+    ax.set_xscale("log")
+    finite = smoothed[np.isfinite(smoothed)]
+    if finite.size:  # the divergence would squash the interesting part of the curve
+        low = finite.min()
+        ax.set_ylim(low - 0.05 * abs(low), min(finite.max(), low + 4 * (finite[0] - low + 1e-3)))
+    ax.set_xlabel("learning rate")
+    ax.set_ylabel("training loss (smoothed)")
+    ax.set_title("learning-rate range test")
+    ax.legend()
+    return fig

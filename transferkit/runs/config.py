@@ -34,9 +34,15 @@ class FinetuneConfig:
         batch_size: Batch size.
         epochs: Epochs of phase 1 (head only, base frozen).
         fine_tune_epochs: Epochs of phase 2 (top of the base unfrozen); 0 skips it.
-        lr: Learning rate of phase 1.
+        lr: Learning rate of phase 1, or ``"auto"``: a learning-rate range test on the head
+            (:mod:`transferkit.runs.lr_find`) picks it, and ``fine_tune_lr`` is the pick / 100
+            unless given.
         fine_tune_lr: Learning rate of phase 2; ``lr / 100`` when None (small steps keep the
             pretrained features).
+        schedule: The learning rate within each phase: ``constant``, ``cosine`` (decays to 0
+            over the phase) or ``one-cycle`` (warm-up over 30% of the phase, then cosine to 0).
+        early_stopping: Stop a phase once the validation loss has not improved for this many
+            epochs, keeping the best epoch's weights; None trains every epoch.
         unfreeze_from: Stage or layer from which the base trains in phase 2, or ``"all"``; the
             last stage if None (and ``unfreeze_last`` is None).
         unfreeze_last: Unfreeze the last N blocks of the base in phase 2 instead.
@@ -77,8 +83,10 @@ class FinetuneConfig:
     batch_size: int = 32
     epochs: int = 10
     fine_tune_epochs: int = 5
-    lr: float = 1e-2
+    lr: float | str = 1e-2
     fine_tune_lr: float | None = None
+    schedule: str = "constant"
+    early_stopping: int | None = None
     unfreeze_from: str | None = None
     unfreeze_last: int | None = None
     gradual: int = 0
@@ -97,6 +105,29 @@ class FinetuneConfig:
     resume: bool = True
     tensorboard: bool = False
     data_options: DataOptions = dataclasses.field(default_factory=DataOptions)
+
+
+@dataclass
+class LRFindConfig:
+    """A learning-rate range test (``transferkit lr-find``); the model, data and phase settings
+    are a :class:`FinetuneConfig`'s.
+
+    Attributes:
+        start_lr: The first batch's learning rate.
+        end_lr: The last batch's learning rate (the rate grows geometrically in between).
+        steps: Batches of the test (fewer if the loss diverges first).
+        phase: ``head`` (the new head on the frozen base, as phase 1 trains) or ``fine_tune``
+            (the part of the base phase 2 unfreezes, after phase 1's epochs).
+        out: Folder of the plot and curve; ``runs/<base>-lr-find-<time>`` when None.
+        overwrite: Replace an existing ``out``.
+    """
+
+    start_lr: float = 1e-7
+    end_lr: float = 10.0
+    steps: int = 100
+    phase: str = "head"
+    out: str | None = None
+    overwrite: bool = False
 
 
 @dataclass

@@ -16,13 +16,17 @@ from transferkit.errors import ConfigError
 from transferkit.models import build_model, checked_image_size, get_model_info
 from transferkit.runs import common, distribute
 from transferkit.runs.folder import RunResult
-from transferkit.transfer import freeze
+from transferkit.transfer import freeze, schedules
+from transferkit.transfer.lr_find import Curve, RangeTest
+
+SCHEDULES = ("constant", "cosine", "one-cycle")  # --schedule: the learning rate within a phase
+PHASES = ("head", "fine_tune")
 
 # The pipelines drop undecodable files, so their length is unknown until the first epoch ends.
 warnings.filterwarnings("ignore", message="Your input ran out of data")
 
 
-def _check(config: FinetuneConfig) -> int:
+def check(config: FinetuneConfig) -> int:
     """Validates everything that can be checked before any data is read or anything written;
     returns the image size."""
     for field in ("epochs", "fine_tune_epochs"):
@@ -32,8 +36,17 @@ def _check(config: FinetuneConfig) -> int:
         raise ConfigError("nothing to train: epochs and fine_tune_epochs are both 0")
     for field in ("lr", "fine_tune_lr"):
         value = getattr(config, field)
-        if value is not None and value <= 0:
+        if field == "lr" and isinstance(value, str):
+            if value != "auto":
+                raise ConfigError(f"lr must be a number or 'auto' (a range test picks it), got {value!r}")
+        elif value is not None and value <= 0:
             raise ConfigError(f"{field} must be positive, got {value}")
+    if config.schedule not in SCHEDULES:
+        raise ConfigError(f"unknown schedule {config.schedule!r}; choose one of {', '.join(SCHEDULES)}")
+    if config.schedule != "constant" and config.gradual:
+        raise ConfigError("--schedule follows one phase; with --gradual use the constant schedule (or drop --gradual)")
+    if config.early_stopping is not None and config.early_stopping < 1:
+        raise ConfigError(f"early_stopping is a patience in epochs, at least 1, got {config.early_stopping}")
     if config.unfreeze_last is not None and config.unfreeze_from is not None:
         raise ConfigError("give either --unfreeze-from or --unfreeze-last, not both")
     if config.unfreeze_last is not None and config.unfreeze_last < 1:
@@ -85,6 +98,8 @@ def finetune(config: FinetuneConfig, verbose: int = 1, callbacks: Sequence[keras
     Returns:
         The run folder, final validation accuracy, trained model, class names and history.
     """
+    if config.lr == "auto" and config.distribute == "multi_worker":  # checked before joining the cluster
+        raise ConfigError("--lr auto cannot run on a multi-worker cluster (the workers would each pick a rate); give --lr")
     with common.strategy_scope(config.distribute, config.mixed_precision) as strategy:
         return _finetune(config, verbose, strategy, callbacks)
 
@@ -95,7 +110,7 @@ def _finetune(
     from transferkit.data import load_data
 
     chief = distribute.is_chief(strategy)
-    size = _check(config)
+    size = check(config)
     settings = {**dataclasses.asdict(config), "image_size": size}
     out_dir = common.out_dir(config.out, config.base, settings, chief, config.resume, config.overwrite)
     data = load_data(
@@ -116,23 +131,99 @@ def _finetune(
     first_epoch, resume_at = 0, progress.done
     if progress.resuming:
         where = "its training had finished" if resume_at == len(steps) else f"after epoch {len(progress.rows)}"
+        step_start = sum(e for _, e in steps[:resume_at])  # epochs are numbered as planned, stopped early or not
+        if config.early_stopping and resume_at < len(steps) and any(r["epoch"] > step_start for r in progress.rows):
+            raise ConfigError(
+                f"{out_dir} has a run interrupted in the middle of a phase with --early-stopping, whose state "
+                "is not checkpointed; pass --no-resume to start it again"
+            )
         log(f"transferkit: resuming an interrupted run, {where} ({progress.folder})")
         progress.restore(model, resume_at)  # the weights after the last finished step
+    chosen = {}
+    if config.lr == "auto":
+        chosen = progress.remember("lr_auto.json", lambda: _auto_lr(config, data, size, log))
+        config = dataclasses.replace(config, lr=chosen["lr"], fine_tune_lr=chosen["fine_tune_lr"])
+    steps_per_epoch = -(-data.count("train") // config.batch_size)
     for step, (start, epochs) in enumerate(steps):
         if step < resume_at:
             first_epoch += epochs
             continue
         compile_args = _set_step(model, config, start, log, epochs)
+        compile_args = (schedules.decay_schedule(config.schedule, compile_args[0], epochs * steps_per_epoch), *compile_args[1:])
+        stopper = _early_stopping(config)
         _fit(
             model, data, config, cache, log, compile_args, initial_epoch=first_epoch, epochs=first_epoch + epochs,
             verbose=verbose, callbacks=progress.callbacks(step, "head" if start is None else "fine_tune")
-            + common.tensorboard(progress, config.tensorboard) + list(callbacks),
+            + common.tensorboard(progress, config.tensorboard) + stopper + list(callbacks),
         )
+        if stopper and stopper[0].stopped_epoch:
+            log(
+                f"transferkit: early stopping after epoch {stopper[0].stopped_epoch + 1}; kept the weights of epoch "
+                f"{stopper[0].best_epoch + 1} (best validation loss {stopper[0].best:.4f})"
+            )
         progress.finish_step(model, step)
         first_epoch += epochs
     if resume_at == len(steps):  # nothing trained in this process: set up the model as the last step left it
         _compile(model, *_set_step(model, config, steps[-1][0]))
-    return common.finish(model, data, progress.rows, out_dir, settings, "finetune", strategy, chief, progress)
+    if chosen:
+        settings = {**settings, "lr_chosen": chosen["lr"], "fine_tune_lr_chosen": chosen["fine_tune_lr"]}
+    return common.finish(
+        model, data, progress.rows, out_dir, settings, "finetune", strategy, chief, progress,
+        metrics={"lr_auto": chosen} if chosen else None,
+    )
+
+
+def _early_stopping(config: FinetuneConfig) -> list[keras.callbacks.Callback]:
+    """Keras' EarlyStopping on the validation loss: on a small validation set the accuracy moves
+    in steps of one image and ties for many epochs, while the loss keeps ranking them."""
+    if not config.early_stopping:
+        return []
+    return [keras.callbacks.EarlyStopping("val_loss", patience=config.early_stopping, restore_best_weights=True)]
+
+
+def _auto_lr(config: FinetuneConfig, data: Any, size: int, log: Any) -> dict[str, Any]:
+    """``--lr auto``: a range test of phase 1 on a throwaway copy of the model; its suggestion is
+    phase 1's rate, and phase 2's is a hundredth of it unless ``fine_tune_lr`` is given."""
+    log("transferkit: --lr auto, running a learning-rate range test of the head first")
+    model = build_model(config.base, data.num_classes, config.weights, size, config.channels, dropout=config.dropout)
+    curve = range_test(model, data, config)
+    chosen = {**curve.summary(), "lr": curve.suggestion, "fine_tune_lr": config.fine_tune_lr or curve.suggestion / 100}
+    log(
+        f"transferkit: --lr auto chose lr {chosen['lr']:.3g} (valley; steepest descent at {chosen['steepest']:.3g}) "
+        f"and fine-tune lr {chosen['fine_tune_lr']:.3g}" + ("" if config.fine_tune_lr else " (lr / 100)")
+    )
+    return chosen
+
+
+def range_test(
+    model: keras.Model, data: Any, config: FinetuneConfig, phase: str = "head", start_lr: float = 1e-7,
+    end_lr: float = 10.0, steps: int = 100,
+) -> Curve:
+    """A learning-rate range test of one phase of ``config``'s recipe on ``model`` (which it
+    trains: a throwaway model): the head on the frozen base (``phase="head"``), or the part of
+    the base phase 2 unfreezes (``"fine_tune"``, after ``config.epochs`` of phase 1 at
+    ``config.lr``), with that phase's optimizer. The frozen layers' output
+    is cached as :func:`finetune` caches it.
+
+    Returns:
+        The loss curve and its suggestions (:class:`~transferkit.transfer.lr_find.Curve`).
+    """
+    if phase not in PHASES:
+        raise ConfigError(f"phase must be one of {', '.join(PHASES)}, got {phase!r}")
+    test = RangeTest(start_lr, end_lr, steps)
+    cache = config.frozen_cache and not _augmented(config)
+    start = None
+    if phase == "fine_tune":
+        start = transfer.resolve_unfreeze(model, config.unfreeze_from, config.unfreeze_last)
+        if config.epochs:  # phase 2 starts from a trained head, as in finetune
+            _fit(model, data, config, cache, lambda message: None, _set_step(model, config, None), epochs=config.epochs, verbose=0)
+    config = dataclasses.replace(config, lr=start_lr, fine_tune_lr=start_lr)  # the test sets the rate of every batch
+    # Every epoch holds at least one batch, so `steps` epochs are enough; validation never runs.
+    _fit(
+        model, data, config, cache, lambda message: None, _set_step(model, config, start), epochs=steps,
+        verbose=0, callbacks=[test], validation_freq=steps + 1,
+    )
+    return test.curve
 
 
 def _set_step(model: keras.Model, config: FinetuneConfig, start: str | None, log: Any = None, epochs: int = 0) -> tuple:

@@ -17,9 +17,10 @@ from pathlib import Path
 from typing import Any
 
 from transferkit.errors import ConfigError
-from transferkit.runs.config import make_config
+from transferkit.runs.config import LRFindConfig, make_config
 from transferkit.runs.extract import ExtractConfig, extract as extract_run
 from transferkit.runs.finetune import FinetuneConfig, finetune as finetune_run
+from transferkit.runs.lr_find import LRFindResult, lr_find as lr_find_run
 from transferkit.runs.train import TrainConfig, train as train_run
 
 class History(list):
@@ -273,6 +274,21 @@ def run_api(work: Callable[..., Any], cls: type) -> Callable[..., Run]:
 finetune = run_api(finetune_run, FinetuneConfig)
 extract = run_api(extract_run, ExtractConfig)
 train = run_api(train_run, TrainConfig)
+
+
+def lr_find(config: FinetuneConfig | None = None, /, *, verbose: int = 1, **options: Any) -> LRFindResult:
+    """A learning-rate range test of a fine-tuning run: ``lr_find(base=..., data=..., steps=100)``.
+
+    The keywords are :class:`~transferkit.runs.config.LRFindConfig`'s (``start_lr``, ``end_lr``,
+    ``steps``, ``phase``, ``out``, ``overwrite``) and the fine-tuning run's, as ``finetune`` takes
+    them. Returns the folder (plot, curve), the curve and its suggestions; it shows its plot in
+    a notebook. See :func:`transferkit.runs.lr_find.lr_find`.
+    """
+    import dataclasses
+
+    own = {f.name for f in dataclasses.fields(LRFindConfig)}
+    find = make_config(LRFindConfig, **{k: options.pop(k) for k in list(options) if k in own})
+    return lr_find_run(make_config(FinetuneConfig, config, **options), find, verbose=verbose)
 
 
 def _as_run(run: Run | str | os.PathLike[str]) -> Run:

@@ -100,6 +100,16 @@ class Progress:
         os.replace(tmp, path)
         self.done = step + 1
 
+    def remember(self, name: str, compute: Any) -> Any:
+        """``compute()``, kept as JSON in ``name`` so that a resumed run reuses the value (the
+        rates ``--lr auto`` chose) instead of computing it again."""
+        path = self.folder / name
+        if path.exists():
+            return json.loads(path.read_text())
+        value = compute()
+        _write(path, value)
+        return value
+
     def record(self, row: dict[str, Any]) -> None:
         # A row of an epoch being rerun (its checkpoint was older than the row) replaces the old one.
         self.rows = [r for r in self.rows if r["epoch"] < row["epoch"]] + [row]

@@ -17,7 +17,9 @@ import keras
 
 from transferkit.errors import ConfigError
 
-DECAYS = ("step", "plateau", "cosine", "constant")
+DECAYS = ("step", "plateau", "cosine", "one-cycle", "constant")
+ONE_CYCLE_WARMUP = 0.3  # fraction of the steps spent warming up (Smith & Topin 2017; fastai's pct_start)
+ONE_CYCLE_DIV = 25.0  # the warm-up starts at lr / 25 (fastai's div)
 
 
 @dataclass(frozen=True)
@@ -36,7 +38,8 @@ class Schedule:
         batch_size: The paper's batch size.
         epochs: Epochs when the user gives none (a small default, not the paper's budget).
         decay: ``"step"`` (``lr * factor**k`` after each milestone), ``"plateau"`` (``lr *
-            factor`` when validation accuracy stops improving), ``"cosine"`` or ``"constant"``.
+            factor`` when validation accuracy stops improving), ``"cosine"``, ``"one-cycle"``
+            (:func:`decay_schedule`) or ``"constant"``.
         milestones: Fractions of training (in steps) at which a step decay multiplies by ``factor``.
         factor: The decay factor.
         patience: Epochs without a better validation accuracy before a plateau decay.
@@ -70,6 +73,10 @@ class Schedule:
 RESNET = "He et al. 2016, Deep Residual Learning for Image Recognition, CVPR, arXiv:1512.03385, section 4.2"
 WRN = "Zagoruyko & Komodakis 2016, Wide Residual Networks, BMVC, arXiv:1605.07146, section 4"
 VGG = "Simonyan & Zisserman 2015, Very Deep Convolutional Networks, ICLR, arXiv:1409.1556, section 3.1"
+ONE_CYCLE = (
+    "Smith & Topin 2017, Super-Convergence, arXiv:1708.07120 (one cycle); fastai's fit_one_cycle "
+    "(warm-up over 30% from lr/25, then cosine annealing)"
+)
 COSINE = (
     "Loshchilov & Hutter 2017, SGDR, ICLR, arXiv:1608.03983 (cosine); Goyal et al. 2017, "
     "arXiv:1706.02677 (linear warm-up)"
@@ -93,6 +100,7 @@ SCHEDULES: dict[str, Schedule] = {
         # batch 256; dropout 0.5 in the first two FC layers (the VGG head's default).
         Schedule("vgg", VGG, lr=0.01, weight_decay=5e-4, batch_size=256, decay="plateau", factor=0.1, patience=3),
         Schedule("cosine", COSINE, lr=0.1, nesterov=True, weight_decay=5e-4, decay="cosine", warmup_epochs=1),
+        Schedule("one-cycle", ONE_CYCLE, lr=0.1, nesterov=True, weight_decay=5e-4, decay="one-cycle"),
         Schedule("constant", "a constant learning rate (no paper)", lr=0.01, decay="constant"),
     )
 }
@@ -137,12 +145,8 @@ def learning_rate(schedule: Schedule, steps_per_epoch: int) -> float | keras.opt
     decays, else a Keras ``LearningRateSchedule`` over ``schedule.epochs * steps_per_epoch`` steps."""
     total = schedule.epochs * steps_per_epoch
     warm = int(round(schedule.warmup_epochs * steps_per_epoch))
-    if schedule.decay == "cosine":
-        if warm:
-            return keras.optimizers.schedules.CosineDecay(
-                0.0, max(total - warm, 1), warmup_target=schedule.lr, warmup_steps=warm
-            )
-        return keras.optimizers.schedules.CosineDecay(schedule.lr, max(total, 1))
+    if schedule.decay in ("cosine", "one-cycle"):
+        return decay_schedule(schedule.decay, schedule.lr, total, warm)
     # Keras keeps values[i] up to and including step boundaries[i]: a change "at step n" is a
     # boundary at n - 1.
     boundaries: list[int] = []
@@ -157,6 +161,30 @@ def learning_rate(schedule: Schedule, steps_per_epoch: int) -> float | keras.opt
     if not boundaries:
         return float(values[0])
     return keras.optimizers.schedules.PiecewiseConstantDecay(boundaries, values)
+
+
+def decay_schedule(
+    decay: str, lr: float, total: int, warmup: int = 0
+) -> float | keras.optimizers.schedules.LearningRateSchedule:
+    """The learning rate over ``total`` steps as Keras computes it at each step.
+
+    ``constant``: ``lr``. ``cosine``: cosine decay from ``lr`` to 0 (after ``warmup`` steps of
+    linear warm-up from 0). ``one-cycle``: linear warm-up from ``lr / 25`` to ``lr`` over 30% of
+    the steps, then cosine decay to 0 (without the momentum cycle).
+    """
+    total = max(int(total), 1)
+    if decay == "constant":
+        return float(lr)
+    if decay == "one-cycle":
+        warm = max(int(round(ONE_CYCLE_WARMUP * total)), 1)
+        return keras.optimizers.schedules.CosineDecay(
+            lr / ONE_CYCLE_DIV, max(total - warm, 1), warmup_target=lr, warmup_steps=warm
+        )
+    if decay != "cosine":
+        raise ConfigError(f"unknown learning-rate schedule {decay!r}; choose constant, cosine or one-cycle")
+    if warmup:
+        return keras.optimizers.schedules.CosineDecay(0.0, max(total - warmup, 1), warmup_target=lr, warmup_steps=warmup)
+    return keras.optimizers.schedules.CosineDecay(lr, total)
 
 
 @keras.saving.register_keras_serializable(package="transferkit")
