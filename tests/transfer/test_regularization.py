@@ -145,3 +145,22 @@ def test_drop_path_needs_residual_blocks() -> None:
         drop_path_option("mobilenet_v1_025", 0.1)
     with pytest.raises(ConfigError, match=r"drop_path must be in \[0, 1\)"):
         drop_path_option("resnet20", 1.5)
+
+
+def test_train_with_mixup_drop_path_and_ema_from_the_command_line(images: Path, tmp_path: Path) -> None:
+    from transferkit.cli import main
+
+    out = tmp_path / "run"
+    argv = [
+        "train", "--base", "resnet20", "--data", str(images), "--out", str(out), "--schedule", "constant",
+        "--epochs", "2", "--batch-size", "4", "--augment", "flip,mixup=0.4", "--drop-path", "0.2",
+        "--ema", "--label-smoothing", "0.1", "--quiet",
+    ]
+    assert main(argv) == 0
+    model = keras.saving.load_model(out / "model.keras")
+    assert len([l for l in model.layers if l.name.endswith("_drop_path")]) == 8  # 9 blocks, the first drops none
+    # One-hot labels in every split: the run's validation score is the saved model's on its val files.
+    metrics = json.loads((out / "metrics.json").read_text())
+    report = json.loads((out / "report" / "report.json").read_text())
+    assert metrics["val_accuracy"] == pytest.approx(report["accuracy"])
+    assert np.isfinite(metrics["val_loss"])
