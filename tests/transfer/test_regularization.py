@@ -131,11 +131,24 @@ def test_drop_path_adds_no_parameters_and_pretrained_weights_still_load(name: st
     # Linear decay: block i of n drops at 0.2 * i / n (the first block has none).
     np.testing.assert_allclose(rates, [0.2 * i / blocks for i in range(1, blocks)], rtol=1e-6)
     weights = random_init(tmp_path / "init.weights.h5", name, 10, 32)
-    loaded = build_model(name, 10, weights, 32, **drop_path_option(name, 0.2))
     reference = build_model(name, 10, weights, 32)
-    for layer in reference.layers:
-        for a, b in zip(layer.get_weights(), loaded.get_layer(layer.name).get_weights()):
-            np.testing.assert_array_equal(a, b)
+    legacy = tmp_path / "published.h5"  # a keras.applications-style file: weighted layers paired in order
+    reference.save(legacy)
+    for source in (weights, str(legacy)):
+        loaded = build_model(name, 10, source, 32, **drop_path_option(name, 0.2))
+        for layer in reference.layers:
+            for a, b in zip(layer.get_weights(), loaded.get_layer(layer.name).get_weights()):
+                np.testing.assert_array_equal(a, b)
+
+
+def test_a_published_tag_accepts_drop_path_but_no_other_change(empty_keras_home: Path) -> None:
+    from transferkit.errors import WeightsError
+
+    # Built, then refused only for the missing file: drop path does not change what the weights fit.
+    with pytest.raises(WeightsError, match="resnet50_weights_tf_dim_ordering_tf_kernels_notop.h5"):
+        tk.create_backbone("resnet50", weights="imagenet", drop_path=0.1)
+    with pytest.raises(ConfigError, match=r"the overrides \['block_order'\] change the architecture"):
+        tk.create_backbone("resnet50", weights="imagenet", block_order="full_preact")
 
 
 def test_drop_path_needs_residual_blocks() -> None:

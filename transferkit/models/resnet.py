@@ -218,6 +218,9 @@ def residual_block(
     if residual is not None:
         if drop_path:
             y = drop_path_layer(drop_path, f"{name}_drop_path")(y)
+            # A layer on the shortcut too: Keras orders model.layers by depth, so every layer before
+            # the addition keeps its place, which legacy .h5 weights (paired in order) rely on.
+            residual = keras.layers.Identity(name=f"{name}_shortcut_identity")(residual)
         y = keras.layers.Add(name=f"{name}_add")([residual, y])
     return norm_act(y, after_add, f"{name}_out", bn_epsilon)
 
