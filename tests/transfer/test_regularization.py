@@ -177,3 +177,17 @@ def test_train_with_mixup_drop_path_and_ema_from_the_command_line(images: Path, 
     report = json.loads((out / "report" / "report.json").read_text())
     assert metrics["val_accuracy"] == pytest.approx(report["accuracy"])
     assert np.isfinite(metrics["val_loss"])
+
+
+def test_extract_trains_its_head_on_mixed_batches(images: Path, tmp_path: Path) -> None:
+    from transferkit.cli import main
+
+    out = tmp_path / "extract"
+    argv = [
+        "extract", "--base", "resnet20", "--weights", "none", "--data", str(images), "--out", str(out),
+        "--image-size", "32", "--batch-size", "4", "--epochs", "1", "--augment", "mixup=0.4", "--quiet",
+    ]
+    assert main(argv) == 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    report = json.loads((out / "report" / "report.json").read_text())
+    assert metrics["val_accuracy"] == pytest.approx(report["accuracy"])
