@@ -65,6 +65,7 @@ def _run(folder: Path, channels: int) -> Path:
     folder.mkdir(parents=True)
     keras.Model(inputs, outputs).save(folder / "model.keras")
     (folder / "labels.txt").write_text("ants\nbees\n")
+    (folder / "config.json").write_text("{}")
     return folder
 
 
@@ -85,6 +86,7 @@ def test_evaluate_prints_the_plain_and_the_tta_score(tmp_path: Path, capsys: pyt
     assert metrics["tta_accuracy"] == pytest.approx(float((flipped.argmax(1) == truth).mean()))
     assert f"accuracy: {metrics['accuracy']:.4f} on {len(files)} images" in stdout
     assert f"accuracy with test-time augmentation (flip): {metrics['tta_accuracy']:.4f}" in stdout
+    assert tk.load(run).evaluate("sample", tta="flip")["tta_accuracy"] == metrics["tta_accuracy"]  # the notebook's road
 
 
 def test_a_grey_model_is_warned_not_refused(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
