@@ -46,10 +46,18 @@ BAD_INPUTS = [
     (["tune", "--base", "nonet", "--data", "sample"], "unknown model 'nonet'"),
     (["tune", "--base", "resnet20", "--data", "{tmp}/nope"], "'{tmp}/nope' does not exist"),
     (["tune", "--base", "resnet20", "--data", "sample", "--space", "{tmp}/space.json"], "'{tmp}/space.json' does not exist"),
+    (["finetune", "--data", "sample", "--drop-path", "0.1"], "mobilenet_v1_025 has no residual blocks for drop_path to drop"),
+    (["train", "--base", "resnet20", "--data", "sample", "--drop-path", "1.5"], "drop_path must be in [0, 1)"),
+    (["finetune", "--data", "sample", "--ema", "1.5"], "ema momentum must be between 0 and 1"),
+    (["train", "--data", "sample", "--ema", "0"], "ema momentum must be between 0 and 1"),
+    (["finetune", "--data", "sample", "--label-smoothing", "1"], "label_smoothing must be in [0, 1)"),
+    (["finetune", "--data", "sample", "--augment", "flip,mixup=0"], "mixup takes a positive alpha"),
+    (["train", "--data", "sample", "--augment", "cutmix=x"], "augmentation cutmix takes a number"),
+    (["evaluate", "--data", "sample", "--map", "ants=ant,bees=bee", "--tta", "mirror"], "invalid choice: 'mirror'"),
     (["models", "--params"], "unrecognized arguments: --params"),
     (["finetun", "--data", "sample"], "invalid choice: 'finetun'"),
 ]
-WRITES = {"finetune": "--out", "extract": "--out", "tune": "--out", "doctor": "--out", "predict": "--output", "evaluate": "--output"}
+WRITES = {"finetune": "--out", "train": "--out", "extract": "--out", "tune": "--out", "doctor": "--out", "predict": "--output", "evaluate": "--output"}
 
 
 @pytest.mark.parametrize("args, expect", BAD_INPUTS, ids=[" ".join(a).replace(SAMPLE, "SAMPLE") for a, _ in BAD_INPUTS])

@@ -76,7 +76,8 @@ def add_data_arguments(parser: argparse.ArgumentParser, training: bool = True) -
     )
     g.add_argument(
         "--augment", dest="augment_spec", default=None, metavar="SPEC",
-        help="training augmentation, e.g. 'flip,rotation=0.1,zoom=0.2,crop=0.875,contrast=0.2', or 'cifar' "
+        help="training augmentation, e.g. 'flip,rotation=0.1,zoom=0.2,crop=0.875,contrast=0.2', 'randaugment', "
+        "'flip,mixup=0.2' or 'cutmix=1.0' (mix pairs of images and their labels), or 'cifar' "
         "(4-pixel zero pad, random crop, flip) (default flip,rotation,zoom; train: none; 'none' for none; "
         "never applied to validation data)",
     )

@@ -30,6 +30,7 @@ def add_commands(sub: Any) -> None:
     p.add_argument("--top-k", type=positive_int, default=5, help="classes listed per image, best first")
     p.add_argument("--output", default=None, help="write the predictions to this CSV file")
     p.add_argument("--path-column", default="path", help="CSV column of image paths (default path)")
+    _add_tta_argument(p)
     p.set_defaults(func=run_predict)
 
     e = sub.add_parser(
@@ -58,8 +59,26 @@ def add_commands(sub: Any) -> None:
         help="write an evaluation report (report.json, report.md, confusion matrix, per-class, training "
         "curve and mistake plots) into DIR; default RUN/report/ when --model is a run folder",
     )
+    _add_tta_argument(e)
     add_data_arguments(e, training=False)
     e.set_defaults(func=run_evaluate)
+
+
+def _add_tta_argument(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--tta", nargs="?", const="flip", choices=("flip", "crops"), default=None,
+        help="test-time augmentation, probabilities averaged: 'flip' (the image and its mirror; the "
+        "default of a bare --tta) or 'crops' (four corner and centre crops of the image decoded 8/7 as "
+        "large, and their mirrors) (default off)",
+    )
+
+
+def _warn_tta(model: Any, tta: str | None) -> None:
+    from transferkit.inference.predict import tta_caveat
+
+    caveat = tta_caveat(model, tta)
+    if caveat:
+        print(f"transferkit: warning: {caveat}", file=sys.stderr)
 
 
 def _add_model_arguments(p: argparse.ArgumentParser) -> None:
@@ -87,8 +106,9 @@ def run_predict(args: argparse.Namespace) -> int:
     files = collect_images(args.inputs, args.path_column)
     run = _classifier(args)
     labels = run.class_names if args.model is not None else class_names()
+    _warn_tta(run.model, args.tta)
     start = time.perf_counter()
-    probs, done = predict_files(run.model, files, args.batch_size)
+    probs, done = predict_files(run.model, files, args.batch_size, args.tta)
     seconds = time.perf_counter() - start
     ranked = top_k(probs, min(args.top_k, len(labels)), labels)
     for i in sorted(set(range(len(files))) - set(done)):
@@ -128,11 +148,15 @@ def run_evaluate(args: argparse.Namespace) -> int:
     if run is None:
         check_class_map(args.class_map, images)  # before the classifier is loaded
         run = _classifier(args)
+    _warn_tta(run.model, args.tta)
     scores = score(
-        run.model, run.class_names if args.model is not None else None, images, args.class_map, args.batch_size
+        run.model, run.class_names if args.model is not None else None, images, args.class_map, args.batch_size,
+        args.tta,
     )
     metrics = scores.metrics
     print(f"accuracy: {metrics['accuracy']:.4f} on {metrics['num_images']} images")
+    if args.tta:
+        print(f"accuracy with test-time augmentation ({args.tta}): {metrics['tta_accuracy']:.4f}")
     for c, acc in metrics["per_class_accuracy"].items():
         print(f"  {c}: {acc:.4f}")
     if args.output:

@@ -87,6 +87,8 @@ def add_commands(sub: Any) -> None:
     p.add_argument(
         "--fine-tune-epochs", type=int, default=d.fine_tune_epochs, help="epochs with the top of the base unfrozen (phase 2; 0 skips it)"
     )
+    p.add_argument("--label-smoothing", type=float, default=d.label_smoothing, help="label smoothing of the loss (default 0)")
+    add_regularization_arguments(p)
     p.add_argument(
         "--lr", type=lr_arg, default=d.lr,
         help="learning rate of phase 1, or 'auto': a range test (as lr-find) picks it, and phase 2's is a hundredth of it",
@@ -219,6 +221,7 @@ def add_train_command(sub: Any) -> None:
     )
     m.add_argument("--dropout", type=float, default=None, help="dropout of the head (default: the paper's)")
     m.add_argument("--hidden-units", default=None, help="hidden FC layers of the head, e.g. '512,256' (default: the paper's)")
+    add_regularization_arguments(m)
     m.add_argument(
         "--model-option", action="append", default=[], metavar="KEY=VALUE",
         help="a builder argument of the family, e.g. plain=true, block_order=full_preact, block_dropout=0.3 (repeatable; default none)",
@@ -232,6 +235,20 @@ def add_train_command(sub: Any) -> None:
     t.add_argument("--quiet", action="store_true", help="no progress bars")
     add_data_arguments(t)
     t.set_defaults(func=run_train)
+
+
+def add_regularization_arguments(p: Any) -> None:
+    """Weight averaging and stochastic depth, shared by finetune and train (docs/transfer.md)."""
+    p.add_argument(
+        "--ema", type=float, nargs="?", const=0.999, default=None, metavar="MOMENTUM",
+        help="keep an exponential moving average of the weights (momentum 0.999 unless given) and save it "
+        "instead of the last step's weights (default off)",
+    )
+    p.add_argument(
+        "--drop-path", type=float, default=0.0, metavar="RATE",
+        help="stochastic depth: drop residual branches per example in training, the last block at RATE, "
+        "earlier ones linearly less (resnet, wide resnet; efficientnet's drop_connect_rate) (default 0: off)",
+    )
 
 
 def add_finetune_arguments(p: argparse.ArgumentParser, distributed: bool = True) -> None:

@@ -51,6 +51,8 @@ class DataBundle:
             (path, reason); none of them is in ``files``, the counts or the pipelines.
         test: Test batches when the data has a test split, else None.
         class_weight: ``{label: weight}`` for ``model.fit`` with ``class_weight="auto"``, else None.
+        soft_labels: The pipelines' labels are one-hot float32 rows (training batches mixed by
+            mixup/cutmix), not integers: train with categorical cross-entropy.
         duplicates: Groups of byte-identical files (paths).
         notes: One-line notes for the user (duplicates across splits, validation carved out
             of a tfds train split).
@@ -66,6 +68,7 @@ class DataBundle:
     skipped: tuple[tuple[str, str], ...] = ()
     test: Any = None
     class_weight: dict[int, float] | None = None
+    soft_labels: bool = False
     duplicates: tuple[tuple[str, ...], ...] = ()
     notes: tuple[str, ...] = ()
     extra: dict[str, Any] = field(default_factory=dict)
@@ -280,13 +283,13 @@ def load_data(
         raise ConfigError(f"class_weight must be 'auto' or None, got {class_weight!r}")
     if channels not in (1, 3):
         raise ConfigError(f"channels must be 1 (grey) or 3 (RGB), got {channels}")
-    augmentation = (
-        pipeline.build_augmentation(augment_spec or pipeline.DEFAULT_AUGMENT, seed, image_size) if augment else None
-    )
+    spec = augment_spec or pipeline.DEFAULT_AUGMENT
+    augmentation = pipeline.build_augmentation(spec, seed, image_size) if augment else None
+    mixing = pipeline.build_mixing(spec, seed) if augment else []
     if is_tfds(source):
         return _load_tfds(
             str(source), image_size, channels, batch_size, val_split, seed, augmentation, class_weight,
-            data_dir, tfds_splits, cache, cache_dir, train_fraction,
+            data_dir, tfds_splits, cache, cache_dir, train_fraction, mixing,
         )
     index = index_source(source, path_column, label_column, split_column)
     skipped = list(index.skipped)
@@ -295,6 +298,7 @@ def load_data(
     skipped += [(p.path, p.problem) for p in bad]  # type: ignore[misc]
     keep = [i for i, p in enumerate(all_probes) if not p.problem]
     _check_usable(index, keep, bad)
+    _check_mixing(mixing, len(index.class_names))
     files = [index.files[i] for i in keep]
     labels = [index.labels[i] for i in keep]
     sizes = [index.sizes[i] for i in keep]
@@ -365,6 +369,7 @@ def load_data(
         pipes[split] = pipeline.batched(
             ds, [labels[i] for i in rows], batch_size, training=split == "train", seed=seed,
             augmentation=augmentation, shuffle_buffer=buffer, count=n,
+            num_classes=len(index.class_names) if mixing else None, mixing=mixing,
         )
     files = [files[i] for i in used]
     labels_used = [labels[i] for i in used]
@@ -389,6 +394,7 @@ def load_data(
         splits=tuple(splits),
         skipped=tuple(skipped),
         class_weight=weights,
+        soft_labels=bool(mixing),
         duplicates=tuple(tuple(files[i] for i in g) for g in groups),
         notes=tuple(notes),
     )
@@ -411,10 +417,18 @@ def _check_usable(index: FolderIndex, keep: list[int], bad: list[Any]) -> None:
         )
 
 
+def _check_mixing(mixing: list[Any], num_classes: int) -> None:
+    if mixing and num_classes < 2:
+        raise ConfigError(
+            f"{mixing[0].__class__.__name__} mixes images of different classes, but the data has only "
+            f"{num_classes} class; drop mixup/cutmix from --augment or add classes"
+        )
+
+
 def _load_tfds(
     source: str, image_size: int, channels: int, batch_size: int, val_split: float, seed: int, augmentation: Any,
     class_weight: str | None, data_dir: str | None, tfds_splits: str | None, cache: str, cache_dir: str | None,
-    train_fraction: float = 1.0,
+    train_fraction: float = 1.0, mixing: list[Any] | None = None,
 ) -> DataBundle:
     import numpy as np
     import tensorflow as tf
@@ -423,6 +437,7 @@ def _load_tfds(
     from transferkit.data.tfds_source import open_tfds
 
     src = open_tfds(source, data_dir, tfds_splits)
+    _check_mixing(mixing or [], len(src.class_names))
     # Every example's label, read without decoding any image: carving needs them, and so do the
     # manifest and class weights whatever the cache.
     labels_of = {split: src.labels(split) for split in src.splits}
@@ -477,6 +492,7 @@ def _load_tfds(
         pipes[split] = pipeline.batched(
             decoded, split_labels, batch_size, training=split == "train", seed=seed, augmentation=augmentation,
             shuffle_buffer=buffer, count=len(done) if target is not None else None,
+            num_classes=len(src.class_names) if mixing else None, mixing=mixing or (),
         )
     weights = (
         class_weights([y for y, s in zip(labels, splits) if s == "train"], len(src.class_names))
@@ -488,6 +504,7 @@ def _load_tfds(
         val=pipes["val"],
         test=pipes.get("test"),
         class_names=src.class_names,
+        soft_labels=bool(mixing),
         files=tuple(files),
         labels=tuple(labels),
         splits=tuple(splits),

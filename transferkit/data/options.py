@@ -25,8 +25,9 @@ class DataOptions:
 
     Attributes:
         augment_spec: Augmentations when augmenting, e.g. ``"flip,rotation=0.1,crop,contrast"``
-            (see :data:`transferkit.data.pipeline.AUGMENTATIONS`); None for the default
-            ``flip,rotation,zoom``.
+            (see :data:`transferkit.data.pipeline.AUGMENTATIONS`), ``randaugment``, and the batch
+            mixes ``mixup=ALPHA`` and ``cutmix=ALPHA`` (:data:`~transferkit.data.pipeline.MIXES`,
+            one-hot labels); None for the default ``flip,rotation,zoom``.
         class_weight: ``"auto"`` weighs each class by ``n / (classes * n_class)`` of the training
             split; None weighs all alike.
         test_split: Fraction of every class held out as a test split (0: none).

@@ -42,6 +42,14 @@ AUGMENTATIONS = {
     "contrast": (0.2, lambda v, s, size: keras.layers.RandomContrast(float(v), seed=s)),
     "brightness": (0.2, lambda v, s, size: keras.layers.RandomBrightness(float(v), seed=s)),
     "pad": (4, lambda v, s, size: _pad_crop(int(v), s, size)),
+    "randaugment": ("", lambda v, s, size: keras.layers.RandAugment(value_range=(0, 255), seed=s)),
+}
+# Items that act on a whole batch and mix its labels (Keras' own layers, called on
+# ``{"images", "labels"}`` with one-hot labels): name -> (default alpha, layer factory). They run
+# after the per-image items, on training batches only.
+MIXES = {
+    "mixup": (0.2, lambda v, s: keras.layers.MixUp(alpha=float(v), seed=s)),
+    "cutmix": (1.0, lambda v, s: keras.layers.CutMix(factor=float(v), seed=s)),
 }
 DEFAULT_AUGMENT = "flip,rotation,zoom"
 PRESETS = {"cifar": "pad=4,flip"}
@@ -78,16 +86,21 @@ def parse_augment(spec: str | None) -> list[tuple[str, Any]]:
     for item in spec.split(","):
         name, _, value = item.strip().partition("=")
         name = name.strip().lower()
-        if name not in AUGMENTATIONS:
+        if name not in AUGMENTATIONS and name not in MIXES:
             raise ConfigError(
-                f"unknown augmentation {name!r}; choose from {', '.join(AUGMENTATIONS)} (e.g. 'flip,rotation=0.1') or 'none'"
+                f"unknown augmentation {name!r}; choose from {', '.join([*AUGMENTATIONS, *MIXES])} "
+                "(e.g. 'flip,rotation=0.1') or 'none'"
             )
-        default = AUGMENTATIONS[name][0]
+        default = (AUGMENTATIONS.get(name) or MIXES[name])[0]
         if value and not isinstance(default, str):
             try:
                 out.append((name, float(value)))
             except ValueError:
                 raise ConfigError(f"augmentation {name} takes a number, got {value!r}") from None
+            if name in MIXES and not out[-1][1] > 0:
+                raise ConfigError(f"{name} takes a positive alpha (e.g. {name}={default}), got {value}")
+        elif value and name == "randaugment":
+            raise ConfigError(f"randaugment takes no value (Keras' RandAugment defaults), got {value!r}")
         else:
             out.append((name, value or default))
     return out
@@ -113,7 +126,7 @@ def build_augmentation(spec: str | None, seed: int = 0, image_size: int | None =
     :class:`RandomAffine`, one resample instead of one per item; the others are Keras layers.
     """
     layers: list[keras.layers.Layer] = []
-    for run in _runs(parse_augment(spec)):
+    for run in _runs([(n, v) for n, v in parse_augment(spec) if n not in MIXES]):
         first, name, value = run[0]
         if name in GEOMETRIC:
             steps = {n: v for _, n, v in run}
@@ -121,6 +134,11 @@ def build_augmentation(spec: str | None, seed: int = 0, image_size: int | None =
         else:
             layers.append(AUGMENTATIONS[name][1](value, seed + first, image_size))
     return keras.Sequential(layers, name="augmentation") if layers else None
+
+
+def build_mixing(spec: str | None, seed: int = 0) -> list[keras.layers.Layer]:
+    """The batch-mixing layers of ``spec`` (``mixup``, ``cutmix``; see :data:`MIXES`), in order."""
+    return [MIXES[name][1](value, seed + 1000 + i) for i, (name, value) in enumerate(parse_augment(spec)) if name in MIXES]
 
 
 def default_augmentation(seed: int = 0) -> keras.Sequential:
@@ -432,6 +450,8 @@ def batched(
     augmentation: Any = None,
     shuffle_buffer: int = 1024,
     count: int | None = None,
+    num_classes: int | None = None,
+    mixing: Sequence[Any] = (),
 ) -> tf.data.Dataset:
     """Batches of ``(float32 0-255 images, int32 labels)`` from a :func:`decode_files` dataset;
     ``labels[index]`` is each image's label.
@@ -440,6 +460,10 @@ def batched(
     and test data never. ``count``, the number of images known to decode, gives the dataset its
     length (undecodable files are filtered out, which leaves it unknown), so Keras shows the
     steps of every epoch.
+
+    With ``num_classes`` the labels are one-hot float32 rows (every split alike, so one loss and
+    one accuracy fit them all), and ``mixing`` (:func:`build_mixing`) mixes training batches,
+    images and labels, after the per-image ``augmentation``.
     """
     table = tf.constant(list(labels) or [0], tf.int32)
     ds = _map(decoded, lambda i, x: (x, tf.gather(table, i)))
@@ -451,4 +475,15 @@ def batched(
     ds = _map(ds, lambda x, y: (tf.cast(x, tf.float32), y), num_parallel_calls=AUTOTUNE)
     if training and augmentation is not None:
         ds = ds.map(lambda x, y: (augmentation(x, training=True), y), num_parallel_calls=AUTOTUNE)
+    if num_classes is not None:
+        ds = ds.map(lambda x, y: (x, tf.one_hot(y, num_classes, dtype=tf.float32)))
+    if training and mixing:
+        ds = ds.map(lambda x, y: _mixed(mixing, x, y), num_parallel_calls=AUTOTUNE)
     return ds.prefetch(AUTOTUNE)
+
+
+def _mixed(layers: Sequence[Any], images: tf.Tensor, labels: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+    for layer in layers:
+        out = layer({"images": images, "labels": labels}, training=True)
+        images, labels = out["images"], out["labels"]
+    return images, labels

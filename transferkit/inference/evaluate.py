@@ -90,8 +90,11 @@ def score(
     images: Images,
     class_map: Any = None,
     batch_size: int = 32,
+    tta: str | None = None,
 ) -> Scores:
-    """Scores ``model`` on ``images``.
+    """Scores ``model`` on ``images``; with ``tta`` (``flip`` or ``crops``, see
+    :func:`~transferkit.inference.predict.predict_files`) also with test-time augmentation, as
+    ``metrics["tta_accuracy"]`` beside the plain ``accuracy`` (the scores stay the plain ones).
 
     A trained model (``model_classes`` its labels) chooses among all of its classes, so a
     prediction of a class the data lacks counts as wrong. The unchanged ImageNet classifier
@@ -104,8 +107,9 @@ def score(
         DataError: no image could be decoded.
     """
     from transferkit.inference import imagenet
-    from transferkit.inference.predict import predict_files
+    from transferkit.inference.predict import check_tta, predict_files
 
+    tta = check_tta(tta)
     mapping = check_class_map(class_map, images) if model_classes is None else None
     if model_classes is not None:
         unknown = [c for c in images.class_names if c not in model_classes and c in _present(images)]
@@ -118,14 +122,15 @@ def score(
     if not done:
         raise DataError(f"none of the {len(images.files)} images of {images.source} can be decoded; run `transferkit doctor`")
     truth = np.asarray(images.labels, np.int64)[done]
-    if mapping is not None:
-        names = list(images.class_names)
-        scores = imagenet.mapped_predictions(probs, mapping, names)
-    else:
-        names = list(model_classes)
+    names = list(images.class_names) if mapping is not None else list(model_classes)  # type: ignore[arg-type]
+
+    def in_classes(probs: np.ndarray) -> np.ndarray:
+        return imagenet.mapped_predictions(probs, mapping, names) if mapping is not None else probs
+
+    if mapping is None:
         position = {c: names.index(c) for c in images.class_names if c in names}
         truth = np.asarray([position[images.class_names[t]] for t in truth], np.int64)
-        scores = probs
+    scores = in_classes(probs)
     predicted = scores.argmax(axis=1)
     metrics: dict[str, Any] = {
         "accuracy": float((predicted == truth).mean()),
@@ -138,6 +143,14 @@ def score(
             if (truth == k).any()
         },
     }
+    if tta is not None:
+        augmented, again = predict_files(model, images.files, batch_size, tta)
+        row = {i: j for j, i in enumerate(again)}
+        if any(i not in row for i in done):
+            raise DataError(f"some images of {images.source} decode only without test-time augmentation; run `transferkit doctor`")
+        tta_scores = in_classes(augmented[[row[i] for i in done]])
+        metrics["tta"] = tta
+        metrics["tta_accuracy"] = float((tta_scores.argmax(axis=1) == truth).mean())
     return Scores(truth, scores, names, [images.files[i] for i in done], len(images.files) - len(done), metrics)
 
 

@@ -9,7 +9,13 @@ from typing import Any
 
 import numpy as np
 
-from transferkit.errors import DataError
+from transferkit.errors import ConfigError, DataError
+
+TTA_MODES = ("flip", "crops")
+"""Test-time augmentation: ``flip`` averages the image and its mirror; ``crops`` the ten-crop of
+Krizhevsky et al. 2012 (the four corner and the centre crops of the image decoded 8/7 as large,
+each with its mirror)."""
+CROP_SCALE = 8 / 7  # 256 px decoded for 224 px crops, the classic ratio
 
 
 def output_width(model: Any) -> int:
@@ -48,22 +54,66 @@ def collect_images(inputs: list[str], path_column: str = "path") -> list[str]:
 _LAST_TRACED: list[tuple[Any, Any]] = []
 
 
-def predict_files(model: Any, files: list[str], batch_size: int = 32) -> tuple[np.ndarray, list[int]]:
+def check_tta(tta: str | None) -> str | None:
+    """``tta`` if it names a test-time augmentation (:data:`TTA_MODES`), None for none."""
+    if tta in (None, "", "none"):
+        return None
+    if tta not in TTA_MODES:
+        raise ConfigError(f"unknown test-time augmentation {tta!r}; choose {' or '.join(TTA_MODES)}")
+    return tta
+
+
+def tta_caveat(model: Any, tta: str | None) -> str | None:
+    """Why test-time augmentation may not suit ``model``, or None. Grey (1-channel) models are
+    taken to read digits, letters or other symbols, whose mirror images are other symbols."""
+    if check_tta(tta) is not None and model.input_shape[-1] == 1:
+        return (
+            f"{tta} test-time augmentation mirrors the images, but this model reads grey images (digits, "
+            "text?), where a mirror image may be another symbol; compare the scores without it"
+        )
+    return None
+
+
+def tta_views(images: Any, tta: str | None, size: int) -> list[Any]:
+    """The views of a batch of square images that :func:`predict_files` averages over: the batch
+    itself without ``tta``; with ``flip`` also its mirror; with ``crops`` (images decoded
+    ``CROP_SCALE`` as large) the four corner and the centre ``size`` crops and their mirrors."""
+    import tensorflow as tf
+
+    if tta is None:
+        return [images]
+    if tta == "flip":
+        return [images, tf.reverse(images, [2])]
+    side = images.shape[1]
+    starts = ((0, 0), (0, side - size), (side - size, 0), (side - size, side - size), ((side - size) // 2,) * 2)
+    crops = [images[:, y : y + size, x : x + size, :] for y, x in starts]
+    return crops + [tf.reverse(c, [2]) for c in crops]
+
+
+def predict_files(
+    model: Any, files: list[str], batch_size: int = 32, tta: str | None = None
+) -> tuple[np.ndarray, list[int]]:
     """Probabilities for image files (decoded like training images), and the indices that
-    decoded; files that cannot be decoded are left out."""
+    decoded; files that cannot be decoded are left out. With ``tta`` (:data:`TTA_MODES`), each
+    image's probabilities are the mean over its views (:func:`tta_views`)."""
     import tensorflow as tf
 
     from transferkit.data import pipeline
     from transferkit.transfer.features import feature_fn
 
+    tta = check_tta(tta)
     size, channels = model.input_shape[1], model.input_shape[-1]
-    decoded = pipeline.decode_files(files, size, channels, batch_size=batch_size)
+    decode_size = int(round(size * CROP_SCALE)) if tta == "crops" else size
+    decoded = pipeline.decode_files(files, decode_size, channels, batch_size=batch_size)
     if not _LAST_TRACED or _LAST_TRACED[0][0] is not model:
         _LAST_TRACED[:] = [(model, feature_fn(model))]
     run = _LAST_TRACED[0][1]
     probs, done = [], []
     for index, images in decoded.prefetch(2):
-        out = run(tf.cast(images, tf.float32))
-        probs.append(np.asarray(out[0] if isinstance(out, (list, tuple)) else out, np.float32))
+        views = []
+        for view in tta_views(tf.cast(images, tf.float32), tta, size):
+            out = run(view)
+            views.append(np.asarray(out[0] if isinstance(out, (list, tuple)) else out, np.float32))
+        probs.append(np.mean(views, axis=0))
         done += index.numpy().tolist()
     return (np.concatenate(probs) if probs else np.zeros((0, output_width(model)), np.float32)), done

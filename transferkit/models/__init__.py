@@ -22,6 +22,7 @@ from transferkit.models.factory import (
     create_backbone,
     create_model,
     default_image_size,
+    drop_path_option,
     inference_model,
     pretrained_classifier,
 )
@@ -37,6 +38,7 @@ __all__ = [
     "create_backbone",
     "create_model",
     "default_image_size",
+    "drop_path_option",
     "get_model_info",
     "inference_model",
     "list_models",

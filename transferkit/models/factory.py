@@ -40,6 +40,31 @@ def checked_image_size(base: str, weights: str | None, image_size: int | None) -
     return size
 
 
+# The builder argument of stochastic depth, by family: a per-example Dropout of each residual
+# branch, with no weights, so pretrained weights still fit a model built with it.
+DROP_PATH_ARGS = {"resnet": "drop_path", "wide_resnet": "drop_path", "efficientnet": "drop_connect_rate"}
+
+
+def drop_path_option(base: str, rate: float | None) -> dict[str, float]:
+    """The builder argument that sets ``base``'s stochastic depth to ``rate`` (the last block's);
+    none for 0 or None.
+
+    Raises:
+        ConfigError: a rate outside [0, 1), or a family without residual blocks.
+    """
+    if not rate:
+        return {}
+    info = get_model_info(base)
+    if not 0.0 < rate < 1.0:
+        raise ConfigError(f"drop_path must be in [0, 1), got {rate}")
+    if info.family not in DROP_PATH_ARGS:
+        raise ConfigError(
+            f"{info.name} has no residual blocks for drop_path to drop (families that have: "
+            f"{', '.join(DROP_PATH_ARGS)}); use dropout instead, or drop_path 0"
+        )
+    return {DROP_PATH_ARGS[info.family]: float(rate)}
+
+
 Weights = str | os.PathLike[str] | weights_lib.PretrainedWeights | None
 """What ``weights=`` takes: a tag, a record, a file path, or None for random init."""
 
@@ -64,7 +89,10 @@ def _backbone(
     """The backbone of ``info``, preprocessing as a record says, with no weights loaded yet."""
     record = source if isinstance(source, weights_lib.PretrainedWeights) else None
     if record is not None and overrides:
-        changed = {k: v for k, v in overrides.items() if info.kwargs.get(k, object()) != v}
+        changed = {
+            k: v for k, v in overrides.items()
+            if info.kwargs.get(k, object()) != v and k not in DROP_PATH_ARGS.values()
+        }
         if changed:
             raise ConfigError(
                 f"pretrained {record.tag!r} weights fit {info.name} as published; the overrides "

@@ -131,6 +131,7 @@ def residual_block(
     dropout: float = 0.0,
     bn_epsilon: float = BN_EPSILON,
     shortcut_first: bool = True,
+    drop_path: float = 0.0,
 ) -> Any:
     """One residual unit: ``shortcut(x) + F(x)`` with BN/ReLU placed by ``block_order``.
 
@@ -168,6 +169,10 @@ def residual_block(
             applications) or after them (the Torch references). The graph and the order of
             ``model.layers`` are the same either way; under a fixed seed the creation order
             decides which initial values each layer draws.
+        drop_path: Stochastic depth (Huang et al. 2016, arXiv:1603.09382): in training, the
+            residual branch of each example is dropped with this probability (the block is then
+            its shortcut) and kept ones are scaled by ``1 / (1 - rate)``; the identity in
+            inference. 0 adds no layer; a plain block (no shortcut) has none to drop.
 
     Returns:
         The block's output tensor.
@@ -211,8 +216,26 @@ def residual_block(
     if not shortcut_first:
         residual = shortcut_path()
     if residual is not None:
+        if drop_path:
+            y = drop_path_layer(drop_path, f"{name}_drop_path")(y)
+            # A layer on the shortcut too: Keras orders model.layers by depth, so every layer before
+            # the addition keeps its place, which legacy .h5 weights (paired in order) rely on.
+            residual = keras.layers.Identity(name=f"{name}_shortcut_identity")(residual)
         y = keras.layers.Add(name=f"{name}_add")([residual, y])
     return norm_act(y, after_add, f"{name}_out", bn_epsilon)
+
+
+def drop_path_layer(rate: float, name: str) -> keras.layers.Layer:
+    """Keras' Dropout with one mask value per example: drops a whole residual branch (no weights)."""
+    return keras.layers.Dropout(rate, noise_shape=(None, 1, 1, 1), name=name)
+
+
+def drop_path_rates(rate: float, blocks: int) -> list[float]:
+    """Stochastic depth's linear decay rule: block ``i`` of ``blocks`` drops with ``rate * i / blocks``
+    (the first never, the last almost ``rate``), as EfficientNet's drop_connect_rate does."""
+    if not 0.0 <= float(rate) < 1.0:
+        raise ConfigError(f"drop_path must be in [0, 1), got {rate!r}")
+    return [rate * i / blocks for i in range(blocks)]
 
 
 def resnet(
@@ -226,6 +249,7 @@ def resnet(
     conv_bias: str = "none",
     stride_in_3x3: bool = False,
     downsample_at: str = "first",
+    drop_path: float = 0.0,
 ) -> Any:
     """ResNet backbone (headless).
 
@@ -247,6 +271,7 @@ def resnet(
         stride_in_3x3: Put a bottleneck's stride on its 3x3 conv (Keras v2, fb.resnet.torch).
         downsample_at: ``"first"`` block of a stage strides (the papers), or the ``"last"``
             block of the stage before (Keras ResNet v2 layout).
+        drop_path: Stochastic depth rate of the last block (:func:`drop_path_rates`); 0: off.
 
     Returns:
         The last stage's feature map (stride 32 for ImageNet, 4 for CIFAR).
@@ -294,6 +319,9 @@ def resnet(
         x = keras.layers.ZeroPadding2D(1, name="stem_pool_pad")(x)
         x = keras.layers.MaxPooling2D(3, strides=2, name="stem_pool")(x)
 
+    if plain and drop_path:
+        raise ConfigError("a plain network has no residual branches for drop_path to drop; use plain=False or drop_path=0")
+    rates = iter(drop_path_rates(drop_path, sum(blocks)))
     block_strides = _block_strides(blocks, strides, downsample_at)
     options = dict(
         bottleneck=bottleneck,
@@ -305,7 +333,7 @@ def resnet(
     )
     for s, (width, stage_strides) in enumerate(zip(WIDTHS[dataset], block_strides), start=1):
         for b, stride in enumerate(stage_strides, start=1):
-            x = residual_block(x, width, stride, f"stage{s}_block{b}", **options)
+            x = residual_block(x, width, stride, f"stage{s}_block{b}", drop_path=next(rates), **options)
     return norm_act(x, preact, f"stage{len(blocks)}_post", BN_EPSILON)
 
 

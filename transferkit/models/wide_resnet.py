@@ -41,6 +41,7 @@ from transferkit.models.resnet import (
     BLOCK_ORDERS,
     BOTTLENECK_EXPANSION,
     BOTTLENECK_KERNELS,
+    drop_path_rates,
     residual_block,
 )
 from transferkit.models.registry import Builder, ModelInfo, register_model, register_pattern, residual_family_info
@@ -170,6 +171,7 @@ def wide_resnet(
     block_type: str | Sequence[int] | None = None,
     l: int | None = None,
     block_dropout: float = 0.0,
+    drop_path: float = 0.0,
 ) -> Any:
     """Wide ResNet backbone (headless).
 
@@ -185,6 +187,8 @@ def wide_resnet(
         l: Convolutions per B(3,...,3) block (deepening factor; default 2).
         block_dropout: Dropout rate between the convolutions of every block. (``dropout`` of
             :func:`~transferkit.models.registry.create_model` is the head's.)
+        drop_path: Stochastic depth rate of the last block
+            (:func:`~transferkit.models.resnet.drop_path_rates`); 0: off.
 
     Returns:
         The last stage's feature map (stride 4 for CIFAR, 32 for ImageNet).
@@ -244,6 +248,7 @@ def wide_resnet(
         bn_epsilon=BN_EPSILON,
         shortcut_first=False,  # the Torch references' order, which seeded initial weights follow
     )
+    rates = iter(drop_path_rates(drop_path, sum(blocks)))
     stages = zip(layout["widths"], layout["strides"], blocks)
     for s, (base, stride, n) in enumerate(stages, start=1):
         out_filters = base * (layout["expansion"] or width)
@@ -254,6 +259,7 @@ def wide_resnet(
                 stride if b == 1 else 1,
                 f"stage{s}_block{b}",
                 out_filters=out_filters,
+                drop_path=next(rates),
                 **options,
             )
     # Every pre-activation network ends with the BN-ReLU its blocks begin with.

@@ -61,6 +61,12 @@ class FinetuneConfig:
         val_split: Fraction of every class held out for validation.
         seed: Seed of the split, shuffling, augmentation and initialisation.
         dropout: Dropout before the new ``predictions`` layer.
+        label_smoothing: Label smoothing of the cross-entropy (0: none).
+        ema: Keep an exponential moving average of the trained weights with this momentum (e.g.
+            0.999) and save it, not the last step's weights; None: off.
+        drop_path: Stochastic depth: the largest rate (the last block's; earlier blocks drop
+            linearly less) at which a residual block's branch is dropped per example in
+            training; 0: off. Only for families with residual blocks.
         augment: Random flip/rotation/zoom on training images.
         frozen_cache: When training images are not augmented, compute the frozen part of the
             model once per image and train only the rest each epoch (phase 1 then trains the head
@@ -98,6 +104,9 @@ class FinetuneConfig:
     val_split: float = 0.2
     seed: int = 0
     dropout: float = 0.2
+    label_smoothing: float = 0.0
+    ema: float | None = None
+    drop_path: float = 0.0
     augment: bool = True
     frozen_cache: bool = True
     distribute: str | None = None
@@ -198,6 +207,9 @@ class TrainConfig:
             dropped from the saved model and the exports.
         dropout: Dropout of the head (None: the paper's).
         hidden_units: Hidden FC layers of the head (None: the paper's).
+        ema: Keep an exponential moving average of the weights with this momentum and save it
+            (None: off).
+        drop_path: Stochastic depth rate of the last residual block (0: off); see FinetuneConfig.
         model_options: Builder arguments of the family (``{"plain": True}``, ``{"block_order":
             "full_preact"}``, ``{"block_dropout": 0.3}``).
         val_split: Fraction of every class held out for validation.
@@ -232,6 +244,8 @@ class TrainConfig:
     aux: bool | None = None
     dropout: float | None = None
     hidden_units: tuple[int, ...] | None = None
+    ema: float | None = None
+    drop_path: float = 0.0
     model_options: dict[str, Any] = dataclasses.field(default_factory=dict)
     val_split: float = 0.2
     seed: int = 0

@@ -13,6 +13,7 @@ import keras
 from transferkit.runs.config import ExtractConfig
 from transferkit.errors import ConfigError
 from transferkit.runs.folder import check_out_dir, default_out, history_rows, write_run
+from transferkit.transfer.schedules import classification_loss
 from transferkit.transfer.features import (
     FEATURE_CACHES,
     FeatureStore,
@@ -78,7 +79,7 @@ def train_extract(config: ExtractConfig, verbose: int = 1) -> ExtractResult:
         f"transferkit: extract, {config.base} ({config.weights or 'random init'}) frozen, new head on "
         f"{data.count('train')} training / {data.count('val')} validation images, {data.num_classes} classes, {size}px"
     )
-    compile_args = {"loss": "sparse_categorical_crossentropy", "metrics": ["accuracy"]}
+    compile_args = {"loss": classification_loss(soft_labels=data.soft_labels), "metrics": ["accuracy"]}
     if config.augment:
         log(
             "transferkit: augmentation is on, so every epoch sees new pixels and the base's features "

@@ -13,11 +13,12 @@ import keras
 from transferkit import transfer
 from transferkit.runs.config import FinetuneConfig
 from transferkit.errors import ConfigError
-from transferkit.models import build_model, checked_image_size, get_model_info
+from transferkit.models import build_model, checked_image_size, drop_path_option, get_model_info
 from transferkit.runs import common, distribute
 from transferkit.runs.folder import RunResult
 from transferkit.transfer import freeze, schedules
 from transferkit.transfer.lr_find import Curve, RangeTest
+from transferkit.transfer.schedules import classification_loss
 
 SCHEDULES = ("constant", "cosine", "one-cycle")  # --schedule: the learning rate within a phase
 PHASES = ("head", "fine_tune")
@@ -59,7 +60,9 @@ def check(config: FinetuneConfig) -> int:
             f"{config.base} from random init use `transferkit train --base {config.base}`"
         )
     transfer.parse_lr_mult(config.lr_mult)
-    transfer.make_optimizer(config.optimizer)
+    transfer.make_optimizer(config.optimizer, ema=config.ema)
+    classification_loss(config.label_smoothing)
+    drop_path_option(config.base, config.drop_path)
     transfer.check_precision(config.mixed_precision)
     info = get_model_info(config.base)
     size = checked_image_size(info.name, config.weights, config.image_size)
@@ -72,10 +75,13 @@ def check(config: FinetuneConfig) -> int:
     return size
 
 
-def _compile(model: keras.Model, lr: float, optimizer: str = "adam", lr_mult: Any = None) -> None:
+def _compile(
+    model: keras.Model, config: FinetuneConfig, soft_labels: bool, lr: float, optimizer: str = "adam", lr_mult: Any = None
+) -> None:
+    """With ``config.ema`` the optimizer averages the weights, and ``fit`` leaves the average in them."""
     model.compile(
-        optimizer=transfer.make_optimizer(optimizer, lr, lr_mult),
-        loss="sparse_categorical_crossentropy",
+        optimizer=transfer.make_optimizer(optimizer, lr, lr_mult, ema=config.ema),
+        loss=classification_loss(config.label_smoothing, soft_labels),
         metrics=["accuracy"],
     )
 
@@ -119,7 +125,8 @@ def _finetune(
     )
     keras.utils.set_random_seed(config.seed)
     model = build_model(
-        config.base, data.num_classes, config.weights, size, config.channels, dropout=config.dropout
+        config.base, data.num_classes, config.weights, size, config.channels, dropout=config.dropout,
+        **drop_path_option(config.base, config.drop_path),
     )
     log = common.logger(verbose)
     common.announce(log, config.base, config.weights, data, size, strategy, config.distribute)
@@ -164,7 +171,7 @@ def _finetune(
         progress.finish_step(model, step)
         first_epoch += epochs
     if resume_at == len(steps):  # nothing trained in this process: set up the model as the last step left it
-        _compile(model, *_set_step(model, config, steps[-1][0]))
+        _compile(model, config, data.soft_labels, *_set_step(model, config, steps[-1][0]))
     if chosen:
         settings = {**settings, "lr_chosen": chosen["lr"], "fine_tune_lr_chosen": chosen["fine_tune_lr"]}
     return common.finish(
@@ -185,7 +192,10 @@ def _auto_lr(config: FinetuneConfig, data: Any, size: int, log: Any) -> dict[str
     """``--lr auto``: a range test of phase 1 on a throwaway copy of the model; its suggestion is
     phase 1's rate, and phase 2's is a hundredth of it unless ``fine_tune_lr`` is given."""
     log("transferkit: --lr auto, running a learning-rate range test of the head first")
-    model = build_model(config.base, data.num_classes, config.weights, size, config.channels, dropout=config.dropout)
+    model = build_model(
+        config.base, data.num_classes, config.weights, size, config.channels, dropout=config.dropout,
+        **drop_path_option(config.base, config.drop_path),
+    )
     curve = range_test(model, data, config)
     chosen = {**curve.summary(), "lr": curve.suggestion, "fine_tune_lr": config.fine_tune_lr or curve.suggestion / 100}
     log(
@@ -257,7 +267,7 @@ def _fit(
     from transferkit.data import MEMORY_CACHE_SHARE, available_memory
     from transferkit.transfer import features
 
-    _compile(model, *compile_args)
+    _compile(model, config, data.soft_labels, *compile_args)
     target, train, val = model, data.train, data.val
     split = transfer.frozen_prefix(model) if cache else None
     if split is not None:
@@ -269,5 +279,5 @@ def _fit(
             log(f"transferkit: frozen layers computed once per image ({need / 2**20:.0f} MB cached)")
             train, val = features.cached_prefix_data(prefix, data.train, data.val, config.batch_size, config.seed)
             target = suffix
-            _compile(target, *compile_args)
+            _compile(target, config, data.soft_labels, *compile_args)
     return common.fit(target, train, val, data.class_weight, **kwargs)

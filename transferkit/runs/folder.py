@@ -195,7 +195,8 @@ def write_val_report(folder: Path, model: keras.Model, data: Any, rows: Sequence
         return write_report(folder, scores.truth, scores.scores, names, files=scores.files, history=rows)
     truth, probs = [], []
     for x, y in data.val if data.val is not None else ():
-        truth.append(np.asarray(y))
+        y = np.asarray(y)
+        truth.append(y.argmax(axis=-1) if y.ndim == 2 else y)  # one-hot labels of a mixup/cutmix run
         probs.append(np.asarray(model.predict_on_batch(x)))
     if not truth:
         return {}

@@ -175,16 +175,17 @@ class Run:
         out = self.model.predict(batch, batch_size=batch_size, verbose=0)
         return np.asarray(out[0] if isinstance(out, (list, tuple)) else out)
 
-    def evaluate(self, data: str | None = None, batch_size: int = 32, **columns: Any) -> dict[str, Any]:
+    def evaluate(self, data: str | None = None, batch_size: int = 32, tta: str | None = None, **columns: Any) -> dict[str, Any]:
         """Accuracy and per-class accuracy on ``data`` (a folder, CSV, ``sample``), leaving out
-        the run's training images; without ``data``, on the run's held-out split."""
+        the run's training images; without ``data``, on the run's held-out split. ``tta``
+        (``"flip"`` or ``"crops"``) adds ``tta_accuracy``, with test-time augmentation."""
         from transferkit.data.split import read_manifest
         from transferkit.inference import score, select_images
 
         split = self.out / "split.csv" if self.out is not None else None
         manifest = read_manifest(split) if split is not None and split.is_file() else None
         images = select_images(data, manifest, **columns)
-        return score(self.model, self.class_names, images, batch_size=batch_size).metrics
+        return score(self.model, self.class_names, images, batch_size=batch_size, tta=tta).metrics
 
     def export(self, format: str = "saved_model", **options: Any) -> Any:
         """Exports the run's model (``saved_model``, ``keras``, ``tflite``, ``onnx``, ``openvino``;

@@ -13,10 +13,11 @@ import keras
 
 from transferkit.runs.config import TrainConfig
 from transferkit.errors import ConfigError
-from transferkit.models import build_model, checked_image_size, get_model_info, inference_model
+from transferkit.models import build_model, checked_image_size, drop_path_option, get_model_info, inference_model
 from transferkit.runs import common, distribute
 from transferkit.runs.folder import RunResult
 from transferkit.transfer import check_precision, schedules
+from transferkit.transfer.optimizers import ema_options
 
 
 def resolve_schedule(config: TrainConfig) -> schedules.Schedule:
@@ -37,6 +38,8 @@ def _check(config: TrainConfig) -> tuple[int, schedules.Schedule, bool]:
     if not isinstance(config.model_options, dict):
         raise ConfigError(f"model_options must be a table of builder arguments, got {config.model_options!r}")
     check_precision(config.mixed_precision)
+    ema_options(config.ema)
+    drop_path_option(info.name, config.drop_path)
     return size, schedule, aux
 
 
@@ -63,9 +66,8 @@ def build_training_model(config: TrainConfig, num_classes: int, size: int, aux: 
     head = {k: getattr(config, k) for k in ("dropout", "hidden_units") if getattr(config, k) is not None}
     if "hidden_units" in head:
         head["hidden_units"] = tuple(head["hidden_units"])
-    return build_model(
-        config.base, num_classes, config.weights, size, config.channels, aux_outputs=aux, **head, **config.model_options
-    )
+    options = {**config.model_options, **drop_path_option(config.base, config.drop_path)}
+    return build_model(config.base, num_classes, config.weights, size, config.channels, aux_outputs=aux, **head, **options)
 
 
 def compile_for_training(model: keras.Model, training: schedules.Training, run_eagerly: bool = False) -> None:
@@ -120,7 +122,10 @@ def _train(config: TrainConfig, verbose: int, strategy: Any, callbacks: Sequence
     )
     outputs = len(getattr(model, "loss_weights_of_outputs", (1.0,)))
     steps = max(1, math.ceil(data.count("train") / schedule.batch_size))
-    training = schedules.make_training(schedule, steps, "val_predictions_accuracy" if outputs > 1 else "val_accuracy")
+    training = schedules.make_training(
+        schedule, steps, "val_predictions_accuracy" if outputs > 1 else "val_accuracy",
+        soft_labels=data.soft_labels, ema=config.ema,
+    )
     compile_for_training(model, training, config.run_eagerly)
     progress = common.progress(out_dir, settings, config.resume, chief, strategy)
     if progress.done:

@@ -131,11 +131,23 @@ OPTIMIZERS = {
 }
 
 
+def ema_options(momentum: float | None) -> dict[str, Any]:
+    """Keyword arguments of a Keras optimizer that keep an exponential moving average of the
+    weights with ``momentum`` (None: none). ``fit`` swaps the averages into the model when it
+    ends (``optimizer.finalize_variable_values``), so what is saved after it is the average."""
+    if momentum is None:
+        return {}
+    if not 0.0 < momentum < 1.0:
+        raise ConfigError(f"ema momentum must be between 0 and 1 (e.g. 0.999), got {momentum}")
+    return {"use_ema": True, "ema_momentum": float(momentum)}
+
+
 def make_optimizer(
-    name: str = "adam", learning_rate: float = 1e-3, lr_mult: Any = None, **kwargs: Any
+    name: str = "adam", learning_rate: float = 1e-3, lr_mult: Any = None, ema: float | None = None, **kwargs: Any
 ) -> keras.optimizers.Optimizer:
     """A Keras optimizer; with learning-rate multipliers (see :func:`parse_lr_mult`) its
-    ``Multiplied*`` form."""
+    ``Multiplied*`` form; with ``ema`` a momentum, weight averaging (:func:`ema_options`)."""
+    kwargs.update(ema_options(ema))
     key = name.lower()
     if key not in OPTIMIZERS:
         raise ConfigError(f"unknown optimizer {name!r}; choose one of {', '.join(OPTIMIZERS)}")

@@ -16,6 +16,7 @@ from typing import Any
 import keras
 
 from transferkit.errors import ConfigError
+from transferkit.transfer.optimizers import ema_options
 
 DECAYS = ("step", "plateau", "cosine", "one-cycle", "constant")
 ONE_CYCLE_WARMUP = 0.3  # fraction of the steps spent warming up (Smith & Topin 2017; fastai's pct_start)
@@ -223,6 +224,18 @@ class SparseSmoothedCrossentropy(keras.losses.Loss):
         return {**super().get_config(), "label_smoothing": self.label_smoothing}
 
 
+def classification_loss(label_smoothing: float = 0.0, soft_labels: bool = False) -> keras.losses.Loss:
+    """The cross-entropy of a run: of one-hot (mixed) labels when ``soft_labels``, else of
+    integer labels; with ``label_smoothing`` the targets are ``(1 - eps) * y + eps / classes``."""
+    if not 0.0 <= label_smoothing < 1.0:
+        raise ConfigError(f"label_smoothing must be in [0, 1), got {label_smoothing}")
+    if soft_labels:
+        return keras.losses.CategoricalCrossentropy(label_smoothing=label_smoothing)
+    if label_smoothing:
+        return SparseSmoothedCrossentropy(label_smoothing)
+    return keras.losses.SparseCategoricalCrossentropy()
+
+
 @dataclass
 class Training:
     """Keras' pieces of one run: ``model.compile(optimizer=..., loss=...)`` and ``fit``'s callbacks."""
@@ -232,23 +245,26 @@ class Training:
     callbacks: list[keras.callbacks.Callback]
 
 
-def make_training(schedule: Schedule, steps_per_epoch: int, monitor: str = "val_accuracy") -> Training:
+def make_training(
+    schedule: Schedule, steps_per_epoch: int, monitor: str = "val_accuracy", *, soft_labels: bool = False,
+    ema: float | None = None,
+) -> Training:
     """The optimizer, loss and callbacks of ``schedule`` for ``steps_per_epoch`` steps an epoch;
-    a plateau decay watches ``monitor``."""
+    a plateau decay watches ``monitor``. ``soft_labels``: the labels are one-hot (mixup,
+    cutmix); ``ema``: the optimizer keeps a moving average of the weights with this momentum
+    (:func:`~transferkit.transfer.optimizers.ema_options`)."""
     lr = learning_rate(schedule, steps_per_epoch)
+    averaging = ema_options(ema)
     if schedule.optimizer == "sgd":
         optimizer: keras.optimizers.Optimizer = CoupledDecaySGD(
-            learning_rate=lr, momentum=schedule.momentum, nesterov=schedule.nesterov, l2=schedule.weight_decay
+            learning_rate=lr, momentum=schedule.momentum, nesterov=schedule.nesterov, l2=schedule.weight_decay,
+            **averaging,
         )
     elif schedule.optimizer == "adam":
-        optimizer = keras.optimizers.Adam(learning_rate=lr, weight_decay=schedule.weight_decay or None)
+        optimizer = keras.optimizers.Adam(learning_rate=lr, weight_decay=schedule.weight_decay or None, **averaging)
     else:
         raise ConfigError(f"schedule optimizer must be sgd or adam, got {schedule.optimizer!r}")
-    loss: Any = (
-        SparseSmoothedCrossentropy(schedule.label_smoothing)
-        if schedule.label_smoothing
-        else keras.losses.SparseCategoricalCrossentropy()
-    )
+    loss = classification_loss(schedule.label_smoothing, soft_labels)
     callbacks: list[keras.callbacks.Callback] = []
     if schedule.decay == "plateau":
         callbacks.append(

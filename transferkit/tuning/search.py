@@ -34,6 +34,7 @@ from transferkit.models import base_of, build_model, checked_image_size, get_mod
 from transferkit.runs import distribute as distribute_lib
 from transferkit.runs import folder as run_folder
 from transferkit.transfer import features
+from transferkit.transfer.schedules import classification_loss
 from transferkit.tuning.space import (
     BASE_KEY,
     DISTRIBUTIONS,
@@ -136,6 +137,7 @@ class TransferHyperModel(keras_tuner.HyperModel):
         optimizer: Optimizer when the space does not choose one.
         lr: Learning rate when the space does not tune one.
         features: The frozen base's features (weights required); None trains on the images.
+        soft_labels: The data's labels are one-hot rows (mixup, cutmix): categorical cross-entropy.
     """
 
     def __init__(
@@ -149,8 +151,10 @@ class TransferHyperModel(keras_tuner.HyperModel):
         lr: float = 1e-3,
         *,
         features: SearchFeatures | None = None,
+        soft_labels: bool = False,
     ) -> None:
         super().__init__(name=f"transferkit_{base}")
+        self.soft_labels = soft_labels
         if features is not None and weights is None:
             raise ConfigError("cached features need a frozen base: give pretrained weights or a weights file")
         self.base = base
@@ -188,7 +192,7 @@ class TransferHyperModel(keras_tuner.HyperModel):
             optimizer=transfer.make_optimizer(
                 str(values.get("optimizer", self.optimizer)), float(values.get("lr", self.lr))
             ),
-            loss=LOSS,
+            loss=classification_loss(soft_labels=self.soft_labels) if self.soft_labels else LOSS,
             metrics=["accuracy"],
         )
         return trained
@@ -510,7 +514,7 @@ def tune(
     )
     hypermodel = TransferHyperModel(
         info.name, bundle.num_classes, space, (size, size, 3), weights, optimizer, lr,
-        features=search_features,
+        features=search_features, soft_labels=bundle.soft_labels,
     )
     options: dict[str, Any] = dict(
         objective=keras_tuner.Objective(objective, OBJECTIVES[objective]),
