@@ -59,7 +59,7 @@ def _check(config: FinetuneConfig) -> int:
     return size
 
 
-def _compile(model: keras.Model, lr: float, optimizer: str = "adam", lr_mult: Any = None) -> None:
+def _compile(model: keras.Model, lr: float, optimizer: str, lr_mult: Any = None) -> None:
     model.compile(
         optimizer=transfer.make_optimizer(optimizer, lr, lr_mult),
         loss="sparse_categorical_crossentropy",
