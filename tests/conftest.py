@@ -50,4 +50,5 @@ def hymenoptera() -> Path:
 def pytest_xdist_auto_num_workers(config: pytest.Config) -> int:
     """``-n auto``: one worker per core this process may use, at most 4 (each worker holds its own
     TensorFlow and models of up to a few GB; past 4 the suite is bound by its longest files)."""
-    return max(1, min(len(os.sched_getaffinity(0)), 4))
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()  # macOS has no affinity
+    return max(1, min(cores or 1, 4))

@@ -76,7 +76,7 @@ def check(config: FinetuneConfig) -> int:
 
 
 def _compile(
-    model: keras.Model, config: FinetuneConfig, soft_labels: bool, lr: float, optimizer: str = "adam", lr_mult: Any = None
+    model: keras.Model, config: FinetuneConfig, soft_labels: bool, lr: float, optimizer: str, lr_mult: Any = None
 ) -> None:
     """With ``config.ema`` the optimizer averages the weights, and ``fit`` leaves the average in them."""
     model.compile(
