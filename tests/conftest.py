@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import shutil
+from collections.abc import Iterator
 from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
@@ -30,6 +31,18 @@ def keras_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     shutil.copy(SHARED_WEIGHTS, home / "models" / SHARED_WEIGHTS.name)
     monkeypatch.setenv("KERAS_HOME", str(home))
     return home
+
+
+@pytest.fixture(scope="module")
+def module_keras_home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """``keras_home`` for module-scoped fixtures (a run shared by several tests)."""
+    _require(SHARED_WEIGHTS)
+    home = tmp_path_factory.mktemp("keras_home")
+    (home / "models").mkdir()
+    shutil.copy(SHARED_WEIGHTS, home / "models" / SHARED_WEIGHTS.name)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("KERAS_HOME", str(home))
+        yield home
 
 
 @pytest.fixture

@@ -41,19 +41,12 @@ def test_steepest_is_the_minimum_gradient_and_valley_the_middle_of_the_fall() ->
 
 
 @pytest.fixture(scope="module")
-def sample_test(tmp_path_factory: pytest.TempPathFactory) -> tuple[object, Path]:
-    from conftest import SHARED_WEIGHTS
-
-    home = tmp_path_factory.mktemp("keras_home")
-    (home / "models").mkdir()
-    (home / "models" / SHARED_WEIGHTS.name).write_bytes(SHARED_WEIGHTS.read_bytes())
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("KERAS_HOME", str(home))
-        out = tmp_path_factory.mktemp("lr_find") / "test"
-        result = tk.lr_find(
-            base="mobilenet_v1_025", data="sample", image_size=64, batch_size=8, augment=False,
-            start_lr=1e-6, end_lr=3.0, steps=40, out=str(out), verbose=0,
-        )
+def sample_test(module_keras_home: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[object, Path]:
+    out = tmp_path_factory.mktemp("lr_find") / "test"
+    result = tk.lr_find(
+        base="mobilenet_v1_025", data="sample", image_size=64, batch_size=8, augment=False,
+        start_lr=1e-6, end_lr=3.0, steps=40, out=str(out), verbose=0,
+    )
     return result, out
 
 
@@ -106,11 +99,11 @@ class _Rates(keras.callbacks.Callback):
 
 def test_lr_auto_trains_with_the_suggestion_at_least_as_well_as_the_default(keras_home: Path, tmp_path: Path) -> None:
     # The issue's evidence, kept cheap: the sample at 96 px, 5 head epochs on cached features,
-    # the same seed. Measured: auto picked 0.018 and reached 8 of 12 (0.667), the default 0.01
-    # 7 of 12 (0.583); with fine_tune_epochs=0 both reached 8 of 12.
+    # the same seed, no phase 2 (the tests below check phase 2's rate). Measured: both reached
+    # 8 of 12; with one fine-tuning epoch, auto (0.018) 8 of 12 and the default (0.01) 7 of 12.
     common = dict(
         base="mobilenet_v1_025", data="sample", image_size=96, batch_size=16, augment=False, epochs=5,
-        fine_tune_epochs=1, verbose=0,
+        fine_tune_epochs=0, verbose=0,
     )
     rates = _Rates()
     auto = tk.finetune(lr="auto", out=str(tmp_path / "auto"), callbacks=[rates], **common)
@@ -118,10 +111,9 @@ def test_lr_auto_trains_with_the_suggestion_at_least_as_well_as_the_default(kera
     chosen = auto.config["lr_chosen"]
     assert auto.config["lr"] == "auto" and auto.metrics["lr_auto"]["lr"] == chosen
     assert auto.config["fine_tune_lr_chosen"] == pytest.approx(chosen / 100)
-    # What the optimizers used: the pick in phase 1, a hundredth of it in phase 2.
-    assert len(rates.fits) == 2
+    # What the optimizer used: the pick.
+    assert len(rates.fits) == 1
     np.testing.assert_allclose(rates.fits[0], chosen, rtol=1e-6)
-    np.testing.assert_allclose(rates.fits[1], chosen / 100, rtol=1e-6)
     assert auto.val_accuracy >= default.val_accuracy
 
 
@@ -153,6 +145,7 @@ def test_a_resumed_lr_auto_run_keeps_the_rates_it_chose(tmp_path: Path, capsys: 
     with pytest.raises(RuntimeError, match="simulated crash"):
         finetune(config, verbose=0, callbacks=[Crash(at=1)])  # phase 2's first epoch
     chosen = json.loads((tmp_path / ".run.progress" / "lr_auto.json").read_text())
+    assert chosen["fine_tune_lr"] == pytest.approx(chosen["lr"] / 100)  # phase 2's rate: a hundredth of the pick
     rates = _Rates()
     finetune(config, verbose=1, callbacks=[rates])
     log = capsys.readouterr().err
