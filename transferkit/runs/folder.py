@@ -141,6 +141,12 @@ def write_run(
     :func:`write_val_report`); ``files`` adds JSON files by name, ``move_in`` moves folders in
     last (one rename each), e.g. a finished search's tuner project.
     """
+    optimizer = getattr(model, "optimizer", None)
+    if optimizer is not None and not optimizer.built:
+        # A step trained on the frozen layers' cached output trained the head model's optimizer,
+        # not this one; loading builds it for the trainable variables, and would warn that the
+        # saved one (never built) has fewer variables.
+        optimizer.build(model.trainable_variables)
     with run_folder(out_dir) as tmp:
         model.save(tmp / "model.keras")
         export_saved_model(model, tmp / "saved_model", data.class_names)
