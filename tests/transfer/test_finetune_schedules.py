@@ -13,10 +13,9 @@ import numpy as np
 import pytest
 
 from transferkit.cli import main
-from transferkit.errors import ConfigError
 from transferkit.runs.finetune import FinetuneConfig, finetune
 from random_init import random_init
-from transfer.test_resume import Crash
+from transfer.test_resume import Crash, Watch
 from tuning.conftest import make_images
 
 
@@ -125,15 +124,35 @@ def test_early_stopping_stops_and_keeps_the_best_epoch(images: Path, tmp_path: P
     assert result.out == tmp_path / "run"
 
 
-def test_early_stopping_refuses_to_resume_in_the_middle_of_a_phase(images: Path, tmp_path: Path) -> None:
+class _Ends(keras.callbacks.Callback):
+    """The new head's kernel at the end of every ``fit`` that finishes."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.kernels: list[np.ndarray] = []
+
+    def on_train_end(self, logs: dict | None = None) -> None:
+        self.kernels.append(np.array(self.model.get_layer("predictions").kernel.numpy(), copy=True))
+
+
+def test_early_stopping_resumes_an_interrupted_phase_from_its_start(
+    images: Path, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    # Early stopping's best weights and patience live in memory: a phase it watched, cut short,
+    # trains again from the weights the phase started with, and keeps none of its old epochs.
     out = tmp_path / "run"
-    with pytest.raises(RuntimeError):
-        finetune(_config(images, out, early_stopping=3), verbose=0, callbacks=[Crash(at=2)])  # phase 2's first epoch
-    with pytest.raises(ConfigError, match="interrupted in the middle of a phase with --early-stopping.*--no-resume"):
-        finetune(_config(images, out, early_stopping=3), verbose=0)
-    assert not out.exists()
-    finetune(_config(images, out, early_stopping=3, resume=False), verbose=0)
-    assert (out / "model.keras").is_file()
+    ends, crash = _Ends(), Crash(at=2)  # phase 2's first epoch
+    with pytest.raises(RuntimeError, match="simulated crash"):
+        finetune(_config(images, out, early_stopping=3), verbose=0, callbacks=[ends, crash])
+    assert len(ends.kernels) == 1  # phase 1 finished, phase 2 did not
+    watch = Watch()
+    result = finetune(_config(images, out, early_stopping=3), verbose=1, callbacks=[watch])
+    assert "resuming an interrupted run, at the start of the phase it was in (epoch 3" in capsys.readouterr().err
+    assert watch.epochs == [2, 3]  # all of phase 2, not the epoch after the checkpoint
+    np.testing.assert_array_equal(watch.start, ends.kernels[0])  # from phase 1's weights
+    assert not np.array_equal(watch.start, crash.kernel)  # not the crashed epoch's
+    assert [r["epoch"] for r in result.history] == [1, 2, 3, 4]
+    assert (out / "model.keras").is_file() and not (tmp_path / ".run.progress").exists()
 
 
 @pytest.mark.parametrize(

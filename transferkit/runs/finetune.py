@@ -140,10 +140,10 @@ def _finetune(
         where = "its training had finished" if resume_at == len(steps) else f"after epoch {len(progress.rows)}"
         step_start = sum(e for _, e in steps[:resume_at])  # epochs are numbered as planned, stopped early or not
         if config.early_stopping and resume_at < len(steps) and any(r["epoch"] > step_start for r in progress.rows):
-            raise ConfigError(
-                f"{out_dir} has a run interrupted in the middle of a phase with --early-stopping, whose state "
-                "is not checkpointed; pass --no-resume to start it again"
-            )
+            # Keras' EarlyStopping keeps its best weights and patience count in memory only:
+            # carrying on mid-phase would forget the best epoch, so the phase starts again.
+            progress.restart_step(resume_at, step_start)
+            where = f"at the start of the phase it was in (epoch {step_start + 1}; --early-stopping keeps no checkpoint)"
         log(f"transferkit: resuming an interrupted run, {where} ({progress.folder})")
         progress.restore(model, resume_at)  # the weights after the last finished step
     chosen = {}

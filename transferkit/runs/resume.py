@@ -100,6 +100,13 @@ class Progress:
         os.replace(tmp, path)
         self.done = step + 1
 
+    def restart_step(self, step: int, first_epoch: int) -> None:
+        """Forgets the unfinished ``step`` (its checkpoint, and its epochs after ``first_epoch``),
+        so that it trains again from the weights of the step before it."""
+        shutil.rmtree(self.folder / f"step{step}", ignore_errors=True)
+        self.rows = [r for r in self.rows if r["epoch"] <= first_epoch]
+        _write(self.folder / "history.json", self.rows)
+
     def remember(self, name: str, compute: Any) -> Any:
         """``compute()``, kept as JSON in ``name`` so that a resumed run reuses the value (the
         rates ``--lr auto`` chose) instead of computing it again."""
