@@ -108,3 +108,21 @@ def test_a_search_whose_every_trial_failed_writes_no_run(
     with pytest.raises(ConfigError, match="no trial completed"):
         tuning.tune("wrn_10_1", tiny_data, SPACE, max_trials=2, out=tmp_path / "run", **OPTIONS)
     assert not (tmp_path / "run").exists()
+
+
+def test_a_search_trains_on_mixup_batches_with_a_loss_for_mixed_labels(tiny_data: Path, tmp_path: Path) -> None:
+    import numpy as np
+
+    from transferkit.data.options import DataOptions
+
+    # Mixed batches carry one-hot rows: with the integer-label loss every trial would fail on
+    # their shape, and the search would end with "every trial failed".
+    result = tuning.tune(
+        "wrn_10_1", tiny_data, {"width": [1]}, max_trials=1, out=tmp_path / "run",
+        **{**OPTIONS, "augment": True}, data_options=DataOptions(augment_spec="mixup=0.4"),
+    )
+    assert [t["status"] for t in result.trials] == ["COMPLETED"]
+    mixed = np.array([[0.7, 0.3]], np.float32)
+    predicted = np.array([[0.6, 0.4]], np.float32)
+    by_hand = -(0.7 * np.log(0.6) + 0.3 * np.log(0.4))
+    assert float(result.model.loss(mixed, predicted)) == pytest.approx(by_hand, rel=1e-5)
