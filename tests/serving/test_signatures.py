@@ -112,12 +112,21 @@ def test_bytes_that_are_not_an_image_name_their_batch_index(sample_run: Path, ph
     import tensorflow as tf
 
     fn = tf.saved_model.load(str(sample_run / "saved_model")).signatures["serve_bytes"]
-    for bad in (b"hello, not a photo", b"hi", b"", b"BM"):
-        batch = tf.constant([photos[0].read_bytes(), photos[1].read_bytes(), bad])
+    jpeg = next(f for f in photos if f.suffix == ".jpg").read_bytes()
+    png = next(f for f in photos if f.suffix == ".png").read_bytes()
+    corrupt = [
+        jpeg[: len(jpeg) // 2],  # truncated in transfer: an image's header, half its data
+        jpeg[:200] + bytes(range(256)) * 8,  # a JPEG header, then garbage
+        png[:100],  # a PNG cut inside its first chunk
+    ]
+    for bad in (b"hello, not a photo", b"hi", b"", b"BM", *corrupt):
+        batch = tf.constant([photos[0].read_bytes(), photos[1].read_bytes(), bad, photos[2].read_bytes()])
         with pytest.raises(tf.errors.InvalidArgumentError) as err:
             fn(images_bytes=batch)
-        message = err.value.message
-        assert "serve_bytes: image" in message and "] [2] [" in message.replace("\n", " "), message
+        message = err.value.message.replace("\n", " ")
+        assert "serve_bytes: image] [2] [of the batch cannot be decoded" in message, message
+    # An empty batch is not an error: it classifies nothing.
+    assert fn(images_bytes=tf.constant([], tf.string))["probabilities"].shape[0] == 0
 
 
 def test_predict_and_evaluate_take_the_exported_saved_model(sample_run: Path, photos: list[Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -69,13 +69,7 @@ def export_saved_model(model: keras.Model, path: str | os.PathLike[str], class_n
         return classify(squares)
 
     def from_bytes(images_bytes: tf.Tensor) -> dict[str, tf.Tensor]:
-        index = tf.range(tf.shape(images_bytes)[0])
-        squares = tf.map_fn(
-            lambda item: square_from_bytes(item[1], size, channels, item[0]),
-            (index, images_bytes),
-            fn_output_signature=tf.TensorSpec([size, size, channels], tf.uint8),
-        )
-        return classify(squares)
+        return classify(squares_from_bytes(images_bytes, size, channels))
 
     archive = keras.export.ExportArchive()
     archive.track(model)
@@ -169,6 +163,49 @@ def exif_orientation(data: tf.Tensor) -> tf.Tensor:
     return tf.where(ok, value, 1)
 
 
+_HEX = [f"{b:02x}" for b in range(256)]
+
+
+def first_bytes(data: tf.Tensor, count: int = 8) -> tf.Tensor:
+    """The first ``count`` bytes of a string in hex, for an error message: raw bytes would make
+    the message invalid UTF-8, which the client then fails to decode."""
+    head = tf.io.decode_raw(tf.strings.substr(data, 0, count), tf.uint8)
+    return tf.strings.reduce_join(tf.gather(tf.constant(_HEX), tf.cast(head, tf.int32)))
+
+
+def squares_from_bytes(images_bytes: tf.Tensor, size: int, channels: int) -> tf.Tensor:
+    """A batch of encoded images as the model's uint8 squares (:func:`square_from_bytes`), decoded
+    in parallel.
+
+    Raises:
+        tf.errors.InvalidArgumentError: naming the batch index of the first string that is not a
+            supported image or fails to decode (corrupt or truncated), with its first bytes. A
+            decoder's own error would not say which image of the batch it was.
+    """
+    count = tf.shape(images_bytes)[0]
+    decoded = (
+        tf.data.Dataset.from_tensor_slices((tf.range(count), images_bytes))
+        .map(lambda i, data: (i, square_from_bytes(data, size, channels, i)), num_parallel_calls=tf.data.AUTOTUNE)
+        .ignore_errors(log_warning=False)
+        .batch(tf.cast(tf.maximum(count, 1), tf.int64))
+    )
+    # The batch of every image that decoded, or an empty one when none did.
+    empty = tf.data.Dataset.from_tensors((tf.zeros([0], tf.int32), tf.zeros([0, size, size, channels], tf.uint8)))
+    index, squares = decoded.concatenate(empty).take(1).get_single_element()
+    decoded_at = tf.scatter_nd(index[:, None], tf.ones_like(index), [count])
+    first_bad = tf.cast(tf.argmin(tf.concat([decoded_at, [0]], 0)), tf.int32)  # == count when none
+    check = tf.debugging.Assert(
+        tf.equal(tf.shape(index)[0], count),
+        ["serve_bytes: image", first_bad, "of the batch cannot be decoded: it is not a JPEG, PNG, GIF, BMP or WebP "
+         "file, or it is corrupt or truncated (its first bytes, hex:",
+         first_bytes(tf.concat([images_bytes, [""]], 0)[first_bad]), ")"],
+    )
+    with tf.control_dependencies([check]):
+        squares = tf.identity(squares)
+    squares.set_shape([None, size, size, channels])
+    return squares
+
+
 def square_from_bytes(data: tf.Tensor, size: int, channels: int, index: tf.Tensor | int = 0) -> tf.Tensor:
     """Encoded image bytes as the model's uint8 square, as :func:`pipeline.decode_files` makes it
     from a file: decoder by format, JPEG at a reduced DCT scale, crop and resize (antialiased
@@ -182,8 +219,8 @@ def square_from_bytes(data: tf.Tensor, size: int, channels: int, index: tf.Tenso
     code = tf.where(tf.equal(code, FORMAT_CODES["bmp"]) & (tf.strings.length(data) < 26), 0, code)
     check = tf.debugging.Assert(
         code > 0,
-        ["serve_bytes: image", index, "is not a JPEG, PNG, GIF, BMP or WebP file (its first bytes:",
-         tf.strings.substr(data, 0, 8), ")"],
+        ["serve_bytes: image", index, "is not a JPEG, PNG, GIF, BMP or WebP file (its first bytes, hex:",
+         first_bytes(data), ")"],
     )
     with tf.control_dependencies([check]):
         code = tf.identity(code)
