@@ -51,7 +51,7 @@ def collect_images(inputs: list[str], path_column: str = "path") -> list[str]:
 # The last model traced, with its traced function: a second predict_files call on the same model
 # (a benchmark, a notebook loop) does not trace it again, as Keras' own predict does not. One
 # slot, so at most one model is kept alive by it.
-_LAST_TRACED: list[tuple[Any, Any]] = []
+_LAST_TRACED: list[tuple[Any, Any, Any]] = []  # (model, (tta, size), its traced step)
 
 
 def check_tta(tta: str | None) -> str | None:
@@ -90,30 +90,54 @@ def tta_views(images: Any, tta: str | None, size: int) -> list[Any]:
     return crops + [tf.reverse(c, [2]) for c in crops]
 
 
+def _predict_step(model: Any, tta: str | None, size: int) -> Any:
+    """One batch from a decoded-files iterator to mean probabilities over its views, traced once
+    for a model: the batch never leaves the graph (as in ``model.predict``), which keeps up
+    with the decoding better than a Python loop handing each batch over.
+    Returns ``(more, indices, probabilities)``; ``more`` is False once the iterator is done."""
+    import tensorflow as tf
+
+    width = output_width(model)
+
+    def probabilities(index: Any, images: Any) -> tuple[Any, Any, Any]:
+        views = []
+        for view in tta_views(tf.cast(images, tf.float32), tta, size):
+            out = model(view, training=False)
+            views.append(tf.cast(out[0] if isinstance(out, (list, tuple)) else out, tf.float32))
+        return tf.constant(True), index, tf.reduce_mean(tf.stack(views), axis=0)
+
+    def done() -> tuple[Any, Any, Any]:
+        return tf.constant(False), tf.zeros([0], tf.int32), tf.zeros([0, width], tf.float32)
+
+    @tf.function(autograph=False)
+    def step(iterator: Any) -> tuple[Any, Any, Any]:
+        item = iterator.get_next_as_optional()
+        return tf.cond(item.has_value(), lambda: probabilities(*item.get_value()), done)
+
+    return step
+
+
 def predict_files(
     model: Any, files: list[str], batch_size: int = 32, tta: str | None = None
 ) -> tuple[np.ndarray, list[int]]:
     """Probabilities for image files (decoded like training images), and the indices that
     decoded; files that cannot be decoded are left out. With ``tta`` (:data:`TTA_MODES`), each
     image's probabilities are the mean over its views (:func:`tta_views`)."""
-    import tensorflow as tf
-
     from transferkit.data import pipeline
-    from transferkit.transfer.features import feature_fn
 
     tta = check_tta(tta)
     size, channels = model.input_shape[1], model.input_shape[-1]
     decode_size = int(round(size * CROP_SCALE)) if tta == "crops" else size
     decoded = pipeline.decode_files(files, decode_size, channels, batch_size=batch_size)
-    if not _LAST_TRACED or _LAST_TRACED[0][0] is not model:
-        _LAST_TRACED[:] = [(model, feature_fn(model))]
-    run = _LAST_TRACED[0][1]
+    if not _LAST_TRACED or _LAST_TRACED[0][0] is not model or _LAST_TRACED[0][1] != (tta, size):
+        _LAST_TRACED[:] = [(model, (tta, size), _predict_step(model, tta, size))]
+    step = _LAST_TRACED[0][2]
     probs, done = [], []
-    for index, images in decoded.prefetch(2):
-        views = []
-        for view in tta_views(tf.cast(images, tf.float32), tta, size):
-            out = run(view)
-            views.append(np.asarray(out[0] if isinstance(out, (list, tuple)) else out, np.float32))
-        probs.append(np.mean(views, axis=0))
+    iterator = iter(decoded.prefetch(2))
+    while True:
+        more, index, batch = step(iterator)
+        if not more:
+            break
+        probs.append(batch.numpy())
         done += index.numpy().tolist()
     return (np.concatenate(probs) if probs else np.zeros((0, output_width(model)), np.float32)), done
