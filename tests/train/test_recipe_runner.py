@@ -22,13 +22,17 @@ def test_the_six_studies_are_there() -> None:
 
 @pytest.mark.parametrize("recipe", RECIPES, ids=lambda p: p.stem)
 def test_every_recipe_runs_with_smoke(recipe: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Tiny data, one epoch. The SavedModel export (tested by the train tests) costs more than
-    these runs and is left out here."""
+    """Tiny data, one epoch. Each variant's SavedModel export and report plots (tested by the
+    train and report tests) cost more than these runs and are left out here; report.json is
+    still written."""
     import tomllib
 
+    from transferkit.inference import report
     from transferkit.runs import folder
 
     monkeypatch.setattr(folder, "export_saved_model", lambda model, path, *names: Path(path).mkdir())
+    for plot in ("_plot_confusion", "_plot_per_class", "_plot_reliability", "_plot_history", "_plot_mistakes"):
+        monkeypatch.setattr(report, plot, lambda path, *args: None)
     out = tmp_path / "out"
     assert main(["run", str(recipe), "--smoke", "--out", str(out), "--quiet"]) == 0
     variants = tomllib.loads(recipe.read_text())["variants"]
@@ -42,6 +46,7 @@ def test_every_recipe_runs_with_smoke(recipe: Path, tmp_path: Path, monkeypatch:
     table = (out / "results.md").read_text()
     assert all(f"| {v['name']} |" in table for v in variants)
     assert (out / "val_curves.png").stat().st_size > 1000
+    assert all((out / "variants" / v["name"] / "report" / "report.json").is_file() for v in variants)
     if recipe.stem == "resnet_degradation":  # a rerun skips every finished variant
         monkeypatch.setattr("transferkit.runs.recipe.train", lambda *a, **k: pytest.fail("reran a finished variant"))
         assert main(["run", str(recipe), "--smoke", "--out", str(out), "--quiet"]) == 0
