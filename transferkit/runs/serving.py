@@ -49,6 +49,8 @@ def export_saved_model(model: keras.Model, path: str | os.PathLike[str], class_n
     names = [str(n) for n in class_names]
     k = min(TOP_K, len(names))
 
+    # Traced once, called by every endpoint: the model is traced once rather than per signature.
+    @tf.function(input_signature=[tf.TensorSpec([None, size, size, channels], tf.uint8)], autograph=False)
     def classify(squares: tf.Tensor) -> dict[str, tf.Tensor]:
         out = model(tf.cast(squares, tf.float32), training=False)
         probs = tf.cast(out[0] if isinstance(out, (list, tuple)) else out, tf.float32)
