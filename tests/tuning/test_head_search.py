@@ -51,12 +51,25 @@ class RecordHead(keras.callbacks.Callback):
 
 
 class Counted:
-    """Every pass of a model over images made through ``features.feature_fn``, and every fit."""
+    """Every pass of a model over images (through ``features.feature_fn``, or a batch of
+    ``predict_files``' traced step), and every fit."""
 
     def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        from transferkit.inference import predict
+
         self.images = 0
         self.fit_inputs: list[int] = []  # rank of each fit's inputs: 4 for images, 2 for features
-        real_feature_fn, real_fit = features.feature_fn, keras.Model.fit
+        real_feature_fn, real_fit, real_step = features.feature_fn, keras.Model.fit, predict._predict_step
+
+        def predict_step(model: keras.Model, tta: Any, size: int) -> Any:
+            step = real_step(model, tta, size)
+
+            def counted(iterator: Any) -> Any:
+                more, index, probs = step(iterator)
+                self.images += int(index.shape[0])
+                return more, index, probs
+
+            return counted
 
         def feature_fn(model: keras.Model) -> Any:
             run = real_feature_fn(model)
@@ -72,6 +85,7 @@ class Counted:
             return real_fit(model, x, *args, **kwargs)
 
         monkeypatch.setattr(features, "feature_fn", feature_fn)
+        monkeypatch.setattr(predict, "_predict_step", predict_step)
         monkeypatch.setattr(keras.Model, "fit", fit)
 
 
