@@ -12,7 +12,8 @@ Three ways to get class probabilities for every image of a folder from the same 
 Each is run once to warm up (tracing, file cache), then ``--repeats`` times interleaved. The
 median and the best of the repeats are reported, with the ratios of each: on a machine shared
 with other work, a repeat that ran while something else had the cores is slower by up to 2x,
-and the best of several repeats is the estimate such interference cannot inflate. Usage::
+and the best of several repeats is the estimate such interference cannot inflate. On Linux each
+repeat's CPU steal (time the hypervisor gave to other guests, from /proc/stat) is reported too. Usage::
 
     PYTHONPATH=. python benchmarks/predict.py [--data DIR] [--model RUN_OR_KERAS] [--image-size 224]
 """
@@ -31,6 +32,17 @@ from pathlib import Path
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
+
+
+def cpu_ticks() -> tuple[int, int] | None:
+    """(steal, total) CPU ticks from /proc/stat (Linux), None elsewhere. Steal is time the
+    hypervisor gave this machine's CPUs to other guests: a repeat with much of it ran slower for
+    reasons outside this program."""
+    try:
+        fields = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    except (OSError, ValueError):
+        return None
+    return (fields[7] if len(fields) > 7 else 0), sum(fields)
 
 
 def main() -> int:
@@ -81,18 +93,24 @@ def main() -> int:
     ways = {"transferkit predict": transferkit_predict, "guide: image_dataset_from_directory + model.predict": keras_guide,
             "model.predict on in-memory tensors": keras_in_memory}
     times: dict[str, list[float]] = {name: [] for name in ways}
+    steal: dict[str, list[float]] = {name: [] for name in ways}  # share of CPU time stolen, per repeat
     counts = {name: way() for name, way in ways.items()}  # warm up
     for _ in range(args.repeats):
         for name, way in ways.items():
+            ticks = cpu_ticks()
             start = time.perf_counter()
             way()
             times[name].append(time.perf_counter() - start)
+            after = cpu_ticks()
+            if ticks and after and after[1] > ticks[1]:
+                steal[name].append((after[0] - ticks[0]) / (after[1] - ticks[1]))
     rate = {name: counts[name] / statistics.median(times[name]) for name in ways}
     best = {name: counts[name] / min(times[name]) for name in ways}
     for name in ways:
         print(
             f"{name:<55} {rate[name]:8.1f} images/s median, {best[name]:6.1f} best"
-            f"  ({args.repeats} repeats, {counts[name]} images)"
+            f"  ({args.repeats} repeats, {counts[name]} images"
+            + (f"; CPU steal per repeat {min(steal[name]):.0%} to {max(steal[name]):.0%})" if steal[name] else ")")
         )
     names = list(ways)
     ratios = {
@@ -102,7 +120,7 @@ def main() -> int:
     for stat, r in ratios.items():
         print(f"{stat:>6}: transferkit predict / guide {r['guide']:.2f}x, / in-memory model.predict {r['in_memory']:.2f}x")
     if args.output:
-        result = {"images_per_second": rate, "best_images_per_second": best, "ratios": ratios, "seconds": times}
+        result = {"images_per_second": rate, "best_images_per_second": best, "ratios": ratios, "seconds": times, "steal": steal}
         Path(args.output).write_text(json.dumps(result, indent=2) + "\n")
     return 0
 
