@@ -392,6 +392,30 @@ def _markdown(report: dict[str, Any]) -> str:
     return "\n".join(parts)
 
 
+def plot_val_curves(curves: dict[str, Sequence[float]], title: str) -> Any:
+    """Validation accuracy per epoch of several runs (a recipe's variants), each its own colour,
+    as a matplotlib figure."""
+    import textwrap
+
+    from matplotlib import colormaps
+
+    fig = _figure(9, 4.8)
+    ax = fig.add_subplot()
+    # Up to 20 distinct colours (tab10 repeats after 10, and a recipe may have more variants).
+    colours = colormaps["tab10" if len(curves) <= 10 else "tab20"]
+    for i, (name, curve) in enumerate(curves.items()):
+        ax.plot(
+            range(1, len(curve) + 1), curve, marker="o" if len(curve) < 15 else None, label=name,
+            color=colours(i % colours.N), linestyle=("-", "--", ":")[i // colours.N % 3],
+        )
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("validation accuracy")
+    ax.set_title(textwrap.fill(title, 70), fontsize=10)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8, loc="center left", bbox_to_anchor=(1.01, 0.5))
+    return fig
+
+
 def plot_lr_curve(lrs: Sequence[float], smoothed: Sequence[float], suggestions: dict[str, float]) -> Any:
     """A learning-rate range test's smoothed loss against the rate (log scale), with each
     suggested rate marked, as a matplotlib figure."""

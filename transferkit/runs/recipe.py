@@ -310,26 +310,7 @@ def write_results(folder: Path, recipe: Recipe, rows: list[dict[str, Any]], smok
             f"{number(r['seconds'], 0)} |"
         )
     (folder / "results.md").write_text("\n".join(lines) + "\n")
-    import textwrap
+    from transferkit.inference.report import plot_val_curves
 
-    from matplotlib import colormaps
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
-    fig = Figure(figsize=(9, 4.8), layout="constrained")
-    FigureCanvasAgg(fig)
-    ax = fig.add_subplot()
-    # Up to 20 distinct colours (tab10 repeats after 10, and a recipe may have more variants).
-    colours = colormaps["tab10" if len(rows) <= 10 else "tab20"]
-    for i, r in enumerate(rows):
-        curve = r.get("val_curve") or []
-        ax.plot(
-            range(1, len(curve) + 1), curve, marker="o" if len(curve) < 15 else None, label=r["variant"],
-            color=colours(i % colours.N), linestyle=("-", "--", ":")[i // colours.N % 3],
-        )
-    ax.set_xlabel("epoch")
-    ax.set_ylabel("validation accuracy")
-    ax.set_title(textwrap.fill(recipe.title, 70), fontsize=10)
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8, loc="center left", bbox_to_anchor=(1.01, 0.5))
+    fig = plot_val_curves({r["variant"]: r.get("val_curve") or [] for r in rows}, recipe.title)
     fig.savefig(folder / "val_curves.png", dpi=100)
