@@ -18,6 +18,12 @@ each with its mirror)."""
 CROP_SCALE = 8 / 7  # 256 px decoded for 224 px crops, the classic ratio
 
 
+def main_output(out: Any) -> Any:
+    """A classifier's class scores from a model call: its first output for models with auxiliary
+    outputs (GoogLeNet while training), the output itself otherwise."""
+    return out[0] if isinstance(out, (list, tuple)) else out
+
+
 def output_width(model: Any) -> int:
     """Number of classes of a classifier (its first output, for models with auxiliary outputs)."""
     shape = model.output_shape
@@ -103,7 +109,7 @@ def _predict_step(model: Any, tta: str | None, size: int) -> Any:
         views = []
         for view in tta_views(tf.cast(images, tf.float32), tta, size):
             out = model(view, training=False)
-            views.append(tf.cast(out[0] if isinstance(out, (list, tuple)) else out, tf.float32))
+            views.append(tf.cast(main_output(out), tf.float32))
         return tf.constant(True), index, tf.reduce_mean(tf.stack(views), axis=0)
 
     def done() -> tuple[Any, Any, Any]:

@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 
 from transferkit.errors import ConfigError
+from transferkit.inference.predict import main_output
 from transferkit.runs.config import EXPORT_FORMATS, EXPORT_QUANTIZE
 from transferkit.runs.folder import OpenedRun, check_out_dir, open_run, run_folder, write_json, write_labels
 from transferkit.runs.serving import export_saved_model
@@ -213,7 +214,7 @@ def _keras_predict(model: Any) -> Callable[[np.ndarray, list[str]], np.ndarray]:
 
     def predict(images: np.ndarray, files: list[str]) -> np.ndarray:
         out = run(images)
-        return np.asarray(out[0] if isinstance(out, (list, tuple)) else out)
+        return np.asarray(main_output(out))
 
     return predict
 

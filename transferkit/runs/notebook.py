@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from transferkit.errors import ConfigError
+from transferkit.inference.predict import main_output
 from transferkit.runs.config import LRFindConfig, make_config
 from transferkit.runs.extract import ExtractConfig, extract as extract_run
 from transferkit.runs.finetune import FinetuneConfig, finetune as finetune_run
@@ -173,7 +174,7 @@ class Run:
         arrays = [images] if getattr(images, "ndim", 0) == 3 else list(images)
         batch = _resized(arrays, self.model.input_shape[1], self.model.input_shape[-1])
         out = self.model.predict(batch, batch_size=batch_size, verbose=0)
-        return np.asarray(out[0] if isinstance(out, (list, tuple)) else out)
+        return np.asarray(main_output(out))
 
     def evaluate(self, data: str | None = None, batch_size: int = 32, tta: str | None = None, **columns: Any) -> dict[str, Any]:
         """Accuracy and per-class accuracy on ``data`` (a folder, CSV, ``sample``), leaving out

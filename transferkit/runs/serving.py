@@ -29,6 +29,7 @@ import tensorflow as tf
 
 from transferkit.data import pipeline
 from transferkit.data.probe import FORMAT_CODES
+from transferkit.inference.predict import main_output
 
 TOP_K = 5
 BYTES_INPUT = "images_bytes"
@@ -53,7 +54,7 @@ def export_saved_model(model: keras.Model, path: str | os.PathLike[str], class_n
     @tf.function(input_signature=[tf.TensorSpec([None, size, size, channels], tf.uint8)], autograph=False)
     def classify(squares: tf.Tensor) -> dict[str, tf.Tensor]:
         out = model(tf.cast(squares, tf.float32), training=False)
-        probs = tf.cast(out[0] if isinstance(out, (list, tuple)) else out, tf.float32)
+        probs = tf.cast(main_output(out), tf.float32)
         scores, indices = tf.math.top_k(probs, k)
         return {
             "probabilities": probs,
@@ -187,7 +188,7 @@ def squares_from_bytes(images_bytes: tf.Tensor, size: int, channels: int) -> tf.
     count = tf.shape(images_bytes)[0]
     decoded = (
         tf.data.Dataset.from_tensor_slices((tf.range(count), images_bytes))
-        .map(lambda i, data: (i, square_from_bytes(data, size, channels, i)), num_parallel_calls=tf.data.AUTOTUNE)
+        .map(lambda i, data: (i, square_from_bytes(data, size, channels)), num_parallel_calls=tf.data.AUTOTUNE)
         .ignore_errors(log_warning=False)
         .batch(tf.cast(tf.maximum(count, 1), tf.int64))
     )
@@ -208,20 +209,21 @@ def squares_from_bytes(images_bytes: tf.Tensor, size: int, channels: int) -> tf.
     return squares
 
 
-def square_from_bytes(data: tf.Tensor, size: int, channels: int, index: tf.Tensor | int = 0) -> tf.Tensor:
+def square_from_bytes(data: tf.Tensor, size: int, channels: int) -> tf.Tensor:
     """Encoded image bytes as the model's uint8 square, as :func:`pipeline.decode_files` makes it
     from a file: decoder by format, JPEG at a reduced DCT scale, crop and resize (antialiased
     when the scale left over 2x), EXIF orientation, channels.
 
     Raises:
-        tf.errors.InvalidArgumentError: the bytes are not a supported image (naming ``index``).
+        tf.errors.InvalidArgumentError: the bytes are not a supported image (in a batch,
+            :func:`squares_from_bytes` names its index).
     """
     code = format_code(data)
     # BMP: the probe wants the 26-byte header too.
     code = tf.where(tf.equal(code, FORMAT_CODES["bmp"]) & (tf.strings.length(data) < 26), 0, code)
     check = tf.debugging.Assert(
         code > 0,
-        ["serve_bytes: image", index, "is not a JPEG, PNG, GIF, BMP or WebP file (its first bytes, hex:",
+        ["serve_bytes: the bytes are not a JPEG, PNG, GIF, BMP or WebP file (their first bytes, hex:",
          first_bytes(data), ")"],
     )
     with tf.control_dependencies([check]):
