@@ -135,3 +135,26 @@ def test_invalid_combinations_raise(kwargs: dict) -> None:
 def test_smallest_aux_input_builds() -> None:
     model = tk.create_model("googlenet", num_classes=2, input_shape=(65, 65, 3), aux_outputs=True)
     assert len(model.outputs) == 3
+
+
+def test_init_is_bvlc_and_keeps_the_signal() -> None:
+    """Every conv and auxiliary FC starts as BVLC GoogLeNet's: weights uniform in
+    +-sqrt(3 / fan_in), biases 0.2 (the classifiers' biases zero); and the signal that reaches
+    inception 5b is not a vanishing fraction of the stem's (Keras' Glorot + zero biases lose
+    about 90% of it on the way)."""
+    keras.utils.set_random_seed(0)
+    model = tk.create_model("googlenet", num_classes=10, weights=None, input_shape=AUX_SMALL, aux_outputs=True)
+    inits = [l for l in model.layers if isinstance(l, keras.layers.Conv2D) or l.name.endswith("_fc")]
+    assert len(inits) == 57 + 2 * 2  # 3 stem + 9 modules x 6 convs, and per auxiliary a conv and an FC
+    for layer in inits:
+        kernel, bias = layer.get_weights()
+        fan_in = int(np.prod(kernel.shape[:-1]))
+        limit = np.sqrt(3 / fan_in)
+        assert np.abs(kernel).max() <= limit * (1 + 1e-6), layer.name
+        assert abs(kernel.std() - limit / np.sqrt(3)) < 0.1 * limit, layer.name  # uniform: std = limit / sqrt(3)
+        np.testing.assert_array_equal(bias, np.full_like(bias, 0.2), err_msg=layer.name)
+    for name in ("predictions", "aux1_predictions", "aux2_predictions"):
+        assert not model.get_layer(name).get_weights()[1].any(), name
+    probe = keras.Model(model.input, [model.get_layer("stem_conv3").output, model.get_layer("stage5_block2_concat").output])
+    stem, top = probe(images(AUX_SMALL, n=8))
+    assert float(np.std(top)) > 0.5 * float(np.std(stem))

@@ -4,7 +4,11 @@ Szegedy et al. 2015, "Going deeper with convolutions", CVPR 2015, arXiv:1409.484
 of the paper's Table 1 and Figure 3: convolutions with bias and ReLU (no batch normalisation),
 local response normalisation in the stem, nine inception modules, and the two auxiliary
 classifiers after inception 4a and 4d that train with loss weight 0.3 and are dropped for
-inference (:func:`strip_aux`).
+inference (:func:`strip_aux`). The paper gives no initialisation; every conv and the auxiliary
+1024-wide FC layers start as in BVLC GoogLeNet, the replication made with the authors' help
+(:data:`INIT`): without batch normalisation, Keras' default (Glorot weights, zero biases) shrinks
+the signal about tenfold from the stem to inception 5b, and the net sits at chance for hundreds
+of steps.
 
 Layer names: stem ``stem_*``; inception 3a/3b are ``stage3_block1``/``stage3_block2``, 4a-4e
 ``stage4_block1``..``block5``, 5a/5b ``stage5_block1``/``block2``; each stage starts with its
@@ -74,12 +78,18 @@ LRN = {"size": 5, "k": 1.0, "alpha": 1e-4 / 5, "beta": 0.75}
 AUX_CLASSIFIERS = (("aux1", "stage4_block1_concat", 0.3), ("aux2", "stage4_block4_concat", 0.3))
 AUX_POOL, AUX_POOL_STRIDE, AUX_CONV, AUX_FC, AUX_DROPOUT = 5, 3, 128, 1024, 0.7
 
+# BVLC GoogLeNet's initialisation (Caffe models/bvlc_googlenet/train_val.prototxt): "xavier"
+# weights, which in Caffe are uniform in +-sqrt(3 / fan_in) (Keras' lecun_uniform), and biases
+# of 0.2, for every conv and the auxiliary FC layers (the classifiers keep zero biases).
+INIT_BIAS = 0.2
+INIT = {"kernel_initializer": "lecun_uniform", "bias_initializer": keras.initializers.Constant(INIT_BIAS)}
+
 PAPER = "Szegedy et al. 2015, Going deeper with convolutions, CVPR 2015, arXiv:1409.4842"
 
 
 def _conv(x: Any, filters: int, kernel: int, name: str, strides: int = 1) -> Any:
     return keras.layers.Conv2D(
-        filters, kernel, strides=strides, padding="same", activation="relu", name=name
+        filters, kernel, strides=strides, padding="same", activation="relu", name=name, **INIT
     )(x)
 
 
@@ -161,9 +171,9 @@ def aux_heads(backbone: keras.Model, num_classes: int) -> list[tuple[Any, float]
         x = keras.layers.AveragePooling2D(AUX_POOL, strides=AUX_POOL_STRIDE, name=f"{prefix}_pool")(
             features
         )
-        x = keras.layers.Conv2D(AUX_CONV, 1, activation="relu", name=f"{prefix}_conv")(x)
+        x = keras.layers.Conv2D(AUX_CONV, 1, activation="relu", name=f"{prefix}_conv", **INIT)(x)
         x = keras.layers.Flatten(name=f"{prefix}_flatten")(x)
-        x = keras.layers.Dense(AUX_FC, activation="relu", name=f"{prefix}_fc")(x)
+        x = keras.layers.Dense(AUX_FC, activation="relu", name=f"{prefix}_fc", **INIT)(x)
         x = keras.layers.Dropout(AUX_DROPOUT, name=f"{prefix}_dropout")(x)
         out = keras.layers.Dense(
             num_classes, activation="softmax", dtype="float32", name=f"{prefix}_predictions"
