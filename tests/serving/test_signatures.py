@@ -149,3 +149,44 @@ def test_predict_and_evaluate_take_the_exported_saved_model(sample_run: Path, ph
     scores = json.loads((tmp_path / "m.json").read_text())
     assert scores["num_images"] == len(files) == 60
     assert scores["accuracy"] == pytest.approx(right / len(files))
+
+
+def _documented_rest_body(files: list[Path]) -> dict:
+    """The TF Serving request of docs/serving.md, its `$(base64 -w0 a.jpg)` and `b.png`
+    replaced by the base64 of ``files``, parsed as the server parses it."""
+    import base64
+    import json
+    import re
+
+    doc = (Path(__file__).resolve().parents[2] / "docs" / "serving.md").read_text()
+    body = re.search(r"<<EOF\n(.*?)\nEOF", doc, re.S).group(1)
+    names = re.findall(r"\$\(base64 -w0 ([^)]+)\)", body)
+    assert names == ["a.jpg", "b.png"], names
+    for name, f in zip(names, files):
+        body = body.replace(f"$(base64 -w0 {name})", base64.b64encode(f.read_bytes()).decode())
+    return json.loads(body)
+
+
+def test_the_documented_rest_request_reaches_serve_bytes(sample_run: Path, photos: list[Path], tmp_path: Path) -> None:
+    """docs/serving.md's TF Serving request, decoded by the REST API's rules (row format: each
+    instance an object of named inputs, stacked into one batch per name; a ``{"b64": ...}``
+    value is the base64 of binary data), names a signature and an input the SavedModel has and
+    gives what `transferkit predict` gives for the two files."""
+    import base64
+
+    import tensorflow as tf
+
+    files = [next(f for f in photos if f.suffix == ".jpg"), next(f for f in photos if f.suffix == ".png")]
+    request = _documented_rest_body(files)
+    served = tf.saved_model.load(str(sample_run / "saved_model"))
+    fn = served.signatures[request["signature_name"]]
+    columns: dict[str, list[bytes]] = {}
+    for instance in request["instances"]:
+        for name, value in instance.items():
+            columns.setdefault(name, []).append(base64.b64decode(value["b64"]))
+    assert set(columns) == set(fn.structured_input_signature[1])
+    out = fn(**{name: tf.constant(values) for name, values in columns.items()})
+    predicted = _predict_cli(sample_run, files, tmp_path / "predict.csv")
+    for i, f in enumerate(files):
+        top = out["top_k_labels"].numpy()[i][0].decode()
+        assert top == max(predicted[str(f)], key=predicted[str(f)].get), f
