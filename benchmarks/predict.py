@@ -110,10 +110,11 @@ def main() -> int:
                 steal[name].append((after[0] - ticks[0]) / (after[1] - ticks[1]))
     rate = {name: counts[name] / statistics.median(times[name]) for name in ways}
     best = {name: counts[name] / min(times[name]) for name in ways}
+    cpu_per_image = {name: statistics.median(cpu[name]) / counts[name] for name in ways}
     for name in ways:
         print(
             f"{name:<55} {rate[name]:8.1f} images/s median, {best[name]:6.1f} best, "
-            f"{1000 * statistics.median(cpu[name]) / counts[name]:5.1f} CPU ms/image"
+            f"{1000 * cpu_per_image[name]:5.1f} CPU ms/image"
             f"  ({args.repeats} repeats, {counts[name]} images"
             + (f"; CPU steal per repeat {min(steal[name]):.0%} to {max(steal[name]):.0%})" if steal[name] else ")")
         )
@@ -122,7 +123,6 @@ def main() -> int:
         stat: {"guide": r[names[0]] / r[names[1]], "in_memory": r[names[0]] / r[names[2]]}
         for stat, r in (("median", rate), ("best", best))
     }
-    cpu_per_image = {name: statistics.median(cpu[name]) / counts[name] for name in ways}
     ratios["cpu"] = {  # images per CPU second, relative (higher is better, like the others)
         "guide": cpu_per_image[names[1]] / cpu_per_image[names[0]],
         "in_memory": cpu_per_image[names[2]] / cpu_per_image[names[0]],
