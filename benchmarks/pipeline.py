@@ -20,8 +20,10 @@ same Keras layers the guide maps on, at the same strengths; (c) never augments (
 input-pipeline work, so the compute limit has none). Epochs are interleaved (one
 epoch of each run in turn, in a new order every round, ``--rounds`` times) so that a busy moment
 of the machine hits every run alike; each run's first epoch (tracing) is left out, and the
-median and the minimum of the rest are reported (this machine has slow spells in which an epoch
-takes about twice as long, even inside one ``fit``; the minimum is a run's undisturbed cost).
+median and the minimum of the rest are reported (an epoch can take up to twice as long, even
+inside one ``fit``, when tf.data's autotuner is on: deleting the epoch's iterator waits out the
+tuner's sleep, see ``benchmarks/autotune_teardown.py``; the guide's pipeline has it on, and the
+minimum is a run's undisturbed cost).
 One-time costs (decode pass, frozen-layer pass) are reported separately.
 
     PYTHONPATH=. python benchmarks/pipeline.py [--data ../shared/data/hymenoptera_train] [--rounds 6]

@@ -62,3 +62,32 @@ def test_predict_and_features_see_exactly_what_training_saw(tmp_path: Path, chan
         rgb = np.concatenate([x.numpy() for x, _ in load_data(source, SIZE, 2, augment=False, cache="memory").val])
         luma = np.round(rgb @ np.array([0.2989, 0.5870, 0.1140], np.float32))[..., None]
         np.testing.assert_allclose(trained, luma, atol=1)
+
+
+def test_every_dataset_the_package_iterates_runs_without_the_autotuner(tmp_path: Path) -> None:
+    """With tf.data's autotuner on, deleting an iterator waits out the tuner's current sleep,
+    which doubles over the iterator's life (up to its whole run time): at the end of every
+    predict call and every Keras epoch and validation pass. Each road to a dataset turns it off."""
+    import tensorflow as tf
+
+    from transferkit.data import pipeline
+    from transferkit.transfer.features import DataFeatures, cached_prefix_data, feature_datasets
+
+    source, written = _mixed_csv(tmp_path / "data")
+    data = load_data(source, SIZE, 2, augment=False, cache="memory")
+    image = keras.Input((SIZE, SIZE, 3))
+    prefix = keras.Model(image, keras.layers.Flatten()(image))
+    features = DataFeatures((np.zeros((4, 3), np.float32), np.zeros(4, np.int32)), (np.zeros((2, 3), np.float32), np.zeros(2, np.int32)), 6)
+    roads = {
+        "decode_files": pipeline.decode_files(written, SIZE),
+        "decode_files, batched": pipeline.decode_files(written, SIZE, batch_size=2),
+        "load_data train": data.train,
+        "load_data val": data.val,
+        "feature_datasets": feature_datasets(features, 2)[0],
+        "cached_prefix_data": cached_prefix_data(prefix, data.val, data.val, 2)[0],
+    }
+    default = tf.data.Dataset.range(3).map(lambda x: x + 1, num_parallel_calls=tf.data.AUTOTUNE)
+    assert default.options().autotune.enabled is not False  # the check can fail: tf.data's default differs
+    tuned = {name: ds.options().autotune.enabled for name, ds in roads.items()}
+    assert tuned == {name: False for name in roads}
+    assert len(list(roads["decode_files"])) == len(written)  # and they still run

@@ -69,8 +69,10 @@ class TfdsSource:
 
     def labels(self, split: str) -> list[int]:
         """The label of every example of one of our splits, in :meth:`examples` order."""
+        from transferkit.data.pipeline import fixed_parallelism
+
         out: list[int] = []
-        for y in self.examples(split).map(lambda x, y: y).batch(4096).prefetch(2):
+        for y in fixed_parallelism(self.examples(split).map(lambda x, y: y).batch(4096).prefetch(2)):
             out.extend(int(v) for v in y.numpy())
         return out
 

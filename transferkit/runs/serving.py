@@ -186,7 +186,7 @@ def squares_from_bytes(images_bytes: tf.Tensor, size: int, channels: int) -> tf.
             decoder's own error would not say which image of the batch it was.
     """
     count = tf.shape(images_bytes)[0]
-    decoded = (
+    decoded = pipeline.fixed_parallelism(
         tf.data.Dataset.from_tensor_slices((tf.range(count), images_bytes))
         .map(lambda i, data: (i, square_from_bytes(data, size, channels)), num_parallel_calls=tf.data.AUTOTUNE)
         .ignore_errors(log_warning=False)

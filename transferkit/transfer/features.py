@@ -214,10 +214,12 @@ def feature_datasets(
     (seeded), both batched."""
     import tensorflow as tf
 
+    from transferkit.data.pipeline import fixed_parallelism
+
     x, y = features.train
     train = tf.data.Dataset.from_tensor_slices((x, y)).shuffle(len(y), seed=seed, reshuffle_each_iteration=True)
     val = tf.data.Dataset.from_tensor_slices(features.val)
-    return train.batch(batch_size), val.batch(max(batch_size, 256))
+    return fixed_parallelism(train.batch(batch_size)), fixed_parallelism(val.batch(max(batch_size, 256)))
 
 
 # --- Frozen-prefix cache for fine-tuning ----------------------------------------------------------
@@ -242,6 +244,8 @@ def cached_prefix_data(
     """
     import tensorflow as tf
 
+    from transferkit.data import pipeline
+
     run = feature_fn(prefix)
 
     def computed(dataset: Any) -> tuple[Any, np.ndarray] | None:
@@ -263,6 +267,6 @@ def cached_prefix_data(
         ds = tf.data.Dataset.from_tensor_slices(arrays)
         if shuffle:
             ds = ds.shuffle(len(arrays[1]), seed=seed, reshuffle_each_iteration=True)
-        return ds.batch(batch_size).prefetch(tf.data.AUTOTUNE)
+        return pipeline.fixed_parallelism(ds.batch(batch_size).prefetch(tf.data.AUTOTUNE))
 
     return dataset(computed(train), True), dataset(None if val is None else computed(val), False)
