@@ -16,9 +16,10 @@ a machine shared with other work, a repeat that ran while something else had the
 by up to 2x, and the best of several repeats is the estimate such interference cannot inflate
 (the convention of Python's ``timeit``); the overall rate counts every slow call, as a user
 running it many times pays them all (Keras' roads pay tf.data's autotuner, whose iterators can
-take up to as long again to delete, :func:`transferkit.data.pipeline.fixed_parallelism`). Each repeat's CPU time (this process, all threads) is reported too: work
-done per image, which a core taken away by the host does not change; and on Linux each repeat's
-CPU steal (time the hypervisor gave to other guests, from /proc/stat). Usage::
+take up to as long again to delete, :func:`transferkit.data.pipeline.fixed_parallelism`). Each
+repeat's CPU time (this process, all threads) is reported too: work done per image, which a core
+taken away by the host does not change; and on Linux each repeat's CPU steal (time the
+hypervisor gave to other guests, from /proc/stat). Usage::
 
     PYTHONPATH=. python benchmarks/predict.py [--data DIR] [--model RUN_OR_KERAS] [--image-size 224]
 """

@@ -214,12 +214,12 @@ def feature_datasets(
     (seeded), both batched."""
     import tensorflow as tf
 
-    from transferkit.data.pipeline import fixed_parallelism
+    from transferkit.data import pipeline
 
     x, y = features.train
     train = tf.data.Dataset.from_tensor_slices((x, y)).shuffle(len(y), seed=seed, reshuffle_each_iteration=True)
     val = tf.data.Dataset.from_tensor_slices(features.val)
-    return fixed_parallelism(train.batch(batch_size)), fixed_parallelism(val.batch(max(batch_size, 256)))
+    return pipeline.fixed_parallelism(train.batch(batch_size)), pipeline.fixed_parallelism(val.batch(max(batch_size, 256)))
 
 
 # --- Frozen-prefix cache for fine-tuning ----------------------------------------------------------
