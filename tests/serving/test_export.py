@@ -43,7 +43,8 @@ def _runtime_probs(fmt: str, artifact: Path, squares: np.ndarray) -> np.ndarray:
         return session.run(None, {session.get_inputs()[0].name: squares})[0]
     import openvino
 
-    return openvino.Core().compile_model(str(artifact), "CPU")(squares)[0]
+    # float32 as exported: on CPUs with bfloat16 (AVX-512 BF16, AMX) OpenVINO's default is bf16.
+    return openvino.Core().compile_model(str(artifact), "CPU", {"INFERENCE_PRECISION_HINT": "f32"})(squares)[0]
 
 
 def _check(report_dir: Path, model_path: Path, files: list[str], fmt: str, tol: float | None) -> dict:
@@ -61,6 +62,7 @@ def _check(report_dir: Path, model_path: Path, files: list[str], fmt: str, tol: 
     assert report["top1_agreement"] == pytest.approx(float(np.mean(got.argmax(1) == want.argmax(1))))
     assert report["file_bytes"] >= artifact.stat().st_size > 0
     assert report["images_per_second"] > 0
+    assert report["runtime_config"] == ({"INFERENCE_PRECISION_HINT": "f32"} if fmt == "openvino" else {})
     return report
 
 

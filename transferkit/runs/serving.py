@@ -53,8 +53,14 @@ def export_saved_model(model: keras.Model, path: str | os.PathLike[str], class_n
     # Traced once, called by every endpoint: the model is traced once rather than per signature.
     @tf.function(input_signature=[tf.TensorSpec([None, size, size, channels], tf.uint8)], autograph=False)
     def classify(squares: tf.Tensor) -> dict[str, tf.Tensor]:
-        out = model(tf.cast(squares, tf.float32), training=False)
-        probs = tf.cast(main_output(out), tf.float32)
+        # An empty batch classifies nothing, without the model: TensorFlow's oneDNN convolution
+        # (the default on x86) hands an empty batch back unchanged on some CPUs (AVX-512 here),
+        # and the next layer then fails on the input's shape.
+        probs = tf.cond(
+            tf.shape(squares)[0] > 0,
+            lambda: tf.cast(main_output(model(tf.cast(squares, tf.float32), training=False)), tf.float32),
+            lambda: tf.zeros([0, len(names)], tf.float32),
+        )
         scores, indices = tf.math.top_k(probs, k)
         return {
             "probabilities": probs,
