@@ -151,6 +151,24 @@ def test_groups_of_decoders_keep_every_index(tmp_path: Path) -> None:
     assert [int(i) for i, _ in ds] == [0, 1, 2]
 
 
+def test_a_file_decodes_the_same_whatever_files_come_with_it(tmp_path: Path) -> None:
+    """Each call's set of decoder groups is one function choosing a branch per file: a file must
+    get its own group's decoder alone, among other groups, in any order."""
+    files = [
+        str(write(tmp_path / "small.jpg", encode(pattern(40, 30), "JPEG"))),
+        str(write(tmp_path / "b.png", encode(pattern(30, 40), "PNG"))),
+        str(write(tmp_path / "big.jpg", encode(pattern(300, 200), "JPEG"))),  # decoded at 1/8
+        str(write(tmp_path / "mid.jpg", encode(pattern(90, 70), "JPEG"))),  # at 1/2
+        str(write(tmp_path / "d.gif", encode(pattern(50, 50), "GIF"))),
+    ]
+    alone = [next(iter(decode_files([f], SIZE)))[1].numpy() for f in files]
+    for subset in (files, files[::-1], files[2:], [files[4], files[0]]):
+        got = {subset[int(i)]: x.numpy() for i, x in decode_files(subset, SIZE)}
+        assert list(got) == subset
+        for f in subset:
+            np.testing.assert_array_equal(got[f], alone[files.index(f)], err_msg=f)
+
+
 def test_decode_files_keeps_file_order_and_each_files_orientation(tmp_path: Path) -> None:
     """Groups decode interleaved, in file order; a group of mixed orientations flips per image."""
     import tensorflow as tf

@@ -296,18 +296,34 @@ def load_image(
     return image
 
 
+Group = tuple[int, int | None, int | None]
+"""A decoder group of :func:`decode_files`: (format code, JPEG DCT ratio or None, the orientation
+of every file in it or None for each file's own)."""
+
+
 @functools.lru_cache(maxsize=64)
-def _group_loader(image_size: int, format_code: int, ratio: int | None, fixed: int | None, channels: int) -> Any:
-    """:func:`load_image` for one group of :func:`decode_files` (``fixed``: the orientation of
-    every file in it, None for each file's own), traced once per process: tf.data traces a map
-    function every time a dataset is made, and tracing the decoders cost about 65 ms a group,
-    each time prediction or evaluation made its dataset (a tenth of decoding 245 photos)."""
+def _loader(image_size: int, channels: int, groups: tuple[Group, ...]) -> Any:
+    """:func:`load_image` for the files of :func:`decode_files`, ``groups[group]`` choosing each
+    file's branch-free decoder, traced once per process for a set of groups.
+
+    One function for all the groups, in one map: tf.data sets up every map's function each time
+    an iterator starts, about 20 ms a function, and wraps each map's function when a dataset is
+    made, about 12 ms; a map per group cost that once per group at every prediction or
+    evaluation call. The choice between groups is a ``tf.switch_case`` that tf.data lowers into
+    the function's graph, with no cost per image that could be measured."""
 
     @tf.function(
-        input_signature=[tf.TensorSpec([], tf.string), tf.TensorSpec([], tf.int32)], autograph=False
+        input_signature=[tf.TensorSpec([], tf.string), tf.TensorSpec([], tf.int32), tf.TensorSpec([], tf.int32)],
+        autograph=False,
     )
-    def load(path: tf.Tensor, orientation: tf.Tensor) -> tf.Tensor:
-        return load_image(path, image_size, format_code, orientation if fixed is None else fixed, ratio, channels)
+    def load(path: tf.Tensor, orientation: tf.Tensor, group: tf.Tensor) -> tf.Tensor:
+        branches = [
+            lambda fmt=fmt, ratio=ratio, fixed=fixed: load_image(
+                path, image_size, fmt, orientation if fixed is None else fixed, ratio, channels
+            )
+            for fmt, ratio, fixed in groups
+        ]
+        return branches[0]() if len(branches) == 1 else tf.switch_case(group, branches)
 
     return load
 
@@ -351,8 +367,8 @@ def decode_files(
     gives the same tensor whoever asks. The steps: the header probe (format, JPEG size, EXIF
     orientation; pass ``probes`` when already done), then files grouped by (format, JPEG DCT
     ratio), each group with its own branch-free decoder (orientation too when the whole group
-    has one), all decoding at once; centre square crop and resize; orientation; ``channels``
-    (:func:`to_channels`).
+    has one), one parallel map choosing each file's (:func:`_loader`); centre square crop and
+    resize; orientation; ``channels`` (:func:`to_channels`).
 
     ``index`` is the file's position in ``files``. A file whose probe found a problem, or that
     fails to decode, is missing from the output (it never stops an epoch): :func:`fill_cache`
@@ -370,42 +386,36 @@ def decode_files(
     if channels not in (1, 3):
         raise ConfigError(f"channels must be 1 (grey) or 3 (RGB), got {channels}")
     probes = list(probes) if probes is not None else probe_files(files)
-    # Not by orientation too: every decoder costs a trace, and a per-image flip is cheap.
-    groups: dict[tuple[int, int | None], list[int]] = defaultdict(list)
+    # Not by orientation too: a per-image flip is cheap, and each group is a branch to trace.
+    members: dict[tuple[int, int | None], list[int]] = defaultdict(list)
     for i, p in enumerate(probes):
         if not p.problem:
-            ratio = jpeg_ratio(p.width, p.height, image_size) if p.format_code == 1 else None
-            groups[(p.format_code, ratio)].append(i)
-    order = sorted(i for rows in groups.values() for i in rows)
-    choice = {}  # the group of each file
-    parts = []
-    for group, ((fmt, ratio), rows) in enumerate(groups.items()):
-        for i in rows:
-            choice[i] = group
+            members[(p.format_code, jpeg_ratio(p.width, p.height, image_size) if p.format_code == 1 else None)].append(i)
+    fixed = {}  # the orientation of every file of a group, None for each file's own
+    for key, rows in members.items():
         turns = {probes[i].orientation for i in rows}
-        fixed = turns.pop() if len(turns) == 1 else None  # else each image's own
-        part = tf.data.Dataset.from_tensor_slices(
+        fixed[key] = turns.pop() if len(turns) == 1 else None
+    # Sorted, so a set of groups is traced once whatever order the files come in.
+    groups: list[Group] = sorted(
+        ((*key, fixed[key]) for key in members), key=lambda g: tuple(-1 if v is None else v for v in g)
+    )
+    position = {g[:2]: n for n, g in enumerate(groups)}
+    group_of = {i: position[key] for key, rows in members.items() for i in rows}
+    order = sorted(group_of)
+    if order:
+        load = _loader(image_size, channels, tuple(groups))
+        ds = tf.data.Dataset.from_tensor_slices(
             (
-                tf.constant(rows, tf.int32),
-                tf.constant([files[i] for i in rows], tf.string),
-                tf.constant([probes[i].orientation for i in rows], tf.int32),
+                tf.constant(order, tf.int32),
+                tf.constant([files[i] for i in order], tf.string),
+                tf.constant([probes[i].orientation for i in order], tf.int32),
+                tf.constant([group_of[i] for i in order], tf.int32),
             )
         )
-        load = _group_loader(image_size, fmt, ratio, fixed, channels)
-        parts.append(
-            _map(part, lambda i, p, o, load=load: (i, load(p, o)), num_parallel_calls=AUTOTUNE, deterministic=True)
-        )
-    if not parts:
+        ds = _map(ds, lambda i, p, o, g: (i, load(p, o, g)), num_parallel_calls=AUTOTUNE, deterministic=True)
+    else:
         ds = tf.data.Dataset.from_tensor_slices(
             (tf.zeros([0], tf.int32), tf.zeros([0, image_size, image_size, channels], tf.uint8))
-        )
-    elif len(parts) == 1:
-        ds = parts[0]
-    else:
-        # Interleaved in file order, so the groups decode in parallel rather than one after the
-        # other (each small group would drain the pipeline), and a split is a contiguous run.
-        ds = tf.data.Dataset.choose_from_datasets(
-            parts, tf.data.Dataset.from_tensor_slices(tf.constant([choice[i] for i in order], tf.int64))
         )
     ds = _cached(fixed_parallelism(ds.ignore_errors()), cache)
     return ds if batch_size is None else ds.batch(batch_size)
