@@ -20,7 +20,8 @@ SAMPLE = str(REPO / "transferkit" / "assets" / "sample")
 TF_RUNTIME_LINE = re.compile(r"^(WARNING: All log messages before absl::InitializeLog\(\)|[IWEF]\d{4} [\d:.]+ +\d+ \S+:\d+\])")
 
 # (arguments, part of the one line); {tmp} is the test's temporary folder, which holds notes.txt
-# (not a model) and empty/ (not a run folder). Every command, every kind of mistake.
+# (not a model), empty/ (not a run folder) and run/ (holding a model.keras). Every command, every
+# kind of mistake.
 BAD_INPUTS = [
     (["finetune", "--data", "{tmp}/nope"], "'{tmp}/nope' does not exist"),
     (["finetune", "--base", "nonet", "--data", "sample"], "unknown model 'nonet'"),
@@ -34,6 +35,8 @@ BAD_INPUTS = [
     (["predict", SAMPLE, "--model", "{tmp}/notes.txt"], "--model must be a run folder or a .keras file"),
     (["predict", SAMPLE, "--model", "{tmp}/empty"], "--model must be a run folder or a .keras file"),
     (["predict", SAMPLE, "--base", "nonet"], "unknown model 'nonet'"),
+    (["predict", "{tmp}/run", SAMPLE], "'{tmp}/run' is a model (a run folder, .keras file or exported SavedModel), not images; pass it as --model {tmp}/run"),
+    (["predict", SAMPLE, "{tmp}/run/model.keras", "--model", "{tmp}/run"], "'{tmp}/run/model.keras' is a model"),
     (["evaluate", "--data", "{tmp}/nope"], "'{tmp}/nope' does not exist"),
     (["evaluate", "--data", "sample", "--model", "{tmp}/empty"], "--model must be a run folder or a .keras file"),
     (["evaluate", "--data", "sample", "--model", "{tmp}/notes.txt"], "--model must be a run folder or a .keras file"),
@@ -66,6 +69,8 @@ def test_user_error_is_one_line_and_exit_2(
 ) -> None:
     (tmp_path / "notes.txt").write_text("not a model")
     (tmp_path / "empty").mkdir()
+    (tmp_path / "run").mkdir()  # a run folder, as far as a glance can tell
+    (tmp_path / "run" / "model.keras").write_text("not opened")
     argv = [a.replace("{tmp}", str(tmp_path)) for a in args]
     out = tmp_path / "out"
     if argv[0] in WRITES:

@@ -99,10 +99,29 @@ def _classifier(args: argparse.Namespace) -> Any:
     return OpenedRun(pretrained_classifier(args.base, args.weights), [])
 
 
+def _refuse_models_as_images(inputs: list[str]) -> None:
+    """A model among the images (``transferkit predict RUN photos/``, a natural slip): without
+    this, the run folder's own plots would be classified by the ImageNet classifier."""
+    from transferkit.errors import ConfigError
+    from transferkit.runs.serving import is_saved_model
+
+    for item in inputs:
+        path = Path(item).expanduser()
+        folder_model = path.is_dir() and (
+            (path / "model.keras").is_file() or is_saved_model(path) or is_saved_model(path / "saved_model")
+        )
+        if folder_model or (path.suffix == ".keras" and path.is_file()):
+            raise ConfigError(
+                f"{item!r} is a model (a run folder, .keras file or exported SavedModel), not images; "
+                f"pass it as --model {item}, followed by the images"
+            )
+
+
 def run_predict(args: argparse.Namespace) -> int:
     from transferkit.inference import collect_images, predict_files
     from transferkit.inference.imagenet import class_names, top_k
 
+    _refuse_models_as_images(args.inputs)
     files = collect_images(args.inputs, args.path_column)
     run = _classifier(args)
     labels = run.class_names if args.model is not None else class_names()
