@@ -114,6 +114,37 @@ def test_predict_takes_arrays_of_any_size_like_files(run: tk.Run, tmp_path: Path
         assert [label for label, _ in row] == [run.class_names[i] for i in np.argsort(-p)[:2]]
 
 
+def test_predict_takes_encoded_bytes_pil_images_grey_and_transparent_arrays(run: tk.Run, tmp_path: Path) -> None:
+    """What a notebook holds (a Colab upload's bytes, PIL images, grey or RGBA arrays) gives what
+    the same pixels give as files: bytes through the files' own decoder, transparency on white."""
+    from transferkit.errors import DataError
+
+    jpegs = sorted(str(p) for p in (SAMPLE / "bees").iterdir() if p.suffix.lower() in (".jpg", ".jpeg"))[:3]
+    as_files = run.probabilities(jpegs)
+    np.testing.assert_allclose(run.probabilities([Path(f).read_bytes() for f in jpegs]), as_files, atol=1e-5)
+    np.testing.assert_allclose(run.probabilities(Path(jpegs[1]).read_bytes()), as_files[1:2], atol=1e-5)
+
+    rng = np.random.default_rng(1)
+    rgba = rng.integers(0, 256, (60, 80, 4), dtype=np.uint8)
+    grey = rng.integers(0, 256, (70, 50), dtype=np.uint8)
+    pngs = [str(tmp_path / "rgba.png"), str(tmp_path / "grey.png")]
+    Image.fromarray(rgba, "RGBA").save(pngs[0])
+    Image.fromarray(grey, "L").save(pngs[1])
+    want = run.probabilities(pngs)
+    np.testing.assert_allclose(run.probabilities([Image.open(f) for f in pngs]), want, atol=1e-4)
+    np.testing.assert_allclose(run.probabilities([rgba, grey]), want, atol=1e-4)
+    np.testing.assert_allclose(run.probabilities(grey), want[1:], atol=1e-4)
+
+    with pytest.raises(DataError, match=r"^image 1 \(counting from 0\) of the bytes given cannot be decoded"):
+        run.predict([Path(jpegs[0]).read_bytes(), b"not an image"])
+    with pytest.raises(DataError, match="no images given"):
+        run.predict([])
+    with pytest.raises(tk.ConfigError, match="got int"):
+        run.predict(42)
+    with pytest.raises(tk.ConfigError, match=r"got shape \(3, 3, 5\)"):
+        run.predict(np.zeros((3, 3, 5), np.uint8))
+
+
 def test_front_door_predict_and_evaluate_take_a_run_folder(run: tk.Run) -> None:
     files = sorted(str(p) for p in (SAMPLE / "ants").iterdir())[:4]
     assert tk.predict(str(run.out), files, top_k=2) == run.predict(files, top_k=2)

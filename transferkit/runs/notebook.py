@@ -147,9 +147,12 @@ class Run:
     def predict(self, images: Any, top_k: int = 1, batch_size: int = 32) -> list[list[tuple[str, float]]]:
         """The ``top_k`` (class, probability) pairs of each image, best first.
 
-        ``images``: a path (image, folder or CSV), a list of paths, or an array / list of arrays of
-        raw 0-255 pixels (``(height, width, channels)`` each, any size); every image is resized and
-        cropped exactly as the training images were.
+        ``images``: a path (image, folder or CSV), a list of paths; the encoded bytes of image
+        files (what a Colab upload gives), or a list of them; a PIL image or a list of them; an
+        array / list of arrays of raw 0-255 pixels (``(height, width)`` grey, or ``(height, width,
+        channels)`` with 1, 3 or 4 channels; any size). Every image is cropped and resized exactly
+        as the training images were; bytes are decoded as files are (EXIF orientation included),
+        PIL images turned upright by their EXIF orientation, transparency is put on white.
         """
         from transferkit.inference.imagenet import top_k as ranked
 
@@ -171,8 +174,22 @@ class Run:
                 bad = [files[i] for i in sorted(set(range(len(files))) - set(done))]
                 raise DataError(f"{len(bad)} images cannot be decoded, e.g. {bad[0]}; run `transferkit doctor`")
             return probs
-        arrays = [images] if getattr(images, "ndim", 0) == 3 else list(images)
-        batch = _resized(arrays, self.model.input_shape[1], self.model.input_shape[-1])
+        if _is_one_image(images):
+            items = [images]
+        elif isinstance(images, (list, tuple)) or getattr(images, "ndim", 0) == 4:  # a batch array
+            items = list(images)
+        else:
+            raise ConfigError(
+                f"images must be paths, encoded image bytes, PIL images or arrays of pixels (or lists of them); "
+                f"got {type(images).__name__}"
+            )
+        if not items:
+            raise DataError("no images given")
+        size, channels = self.model.input_shape[1], self.model.input_shape[-1]
+        if all(isinstance(item, (bytes, bytearray)) for item in items):
+            batch = _squares_from_bytes(items, size, channels)
+        else:
+            batch = _resized([_pixels(item) for item in items], size, channels)
         out = self.model.predict(batch, batch_size=batch_size, verbose=0)
         return np.asarray(main_output(out))
 
@@ -228,6 +245,61 @@ def _is_paths(images: Any) -> bool:
     if isinstance(images, (str, os.PathLike)):
         return True
     return isinstance(images, (list, tuple)) and bool(images) and all(isinstance(i, (str, os.PathLike)) for i in images)
+
+
+def _is_pil(image: Any) -> bool:
+    return type(image).__module__.startswith("PIL.") and hasattr(image, "getexif")
+
+
+def _is_one_image(images: Any) -> bool:
+    return isinstance(images, (bytes, bytearray)) or _is_pil(images) or getattr(images, "ndim", 0) in (2, 3)
+
+
+def _pixels(image: Any) -> Any:
+    """One image as an ``(height, width, 1 or 3)`` array of 0-255 pixels, upright, opaque."""
+    import numpy as np
+
+    if _is_pil(image):
+        from PIL import ImageOps
+
+        image = ImageOps.exif_transpose(image)
+        has_alpha = image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info)
+        image = np.asarray(image.convert("RGBA" if has_alpha else "RGB"))
+    elif isinstance(image, (bytes, bytearray)):
+        raise ConfigError("give encoded image bytes on their own or as a list of bytes, not mixed with other images")
+    array = np.asarray(image)
+    if array.ndim == 2:
+        array = array[..., None]
+    if array.ndim != 3 or array.shape[-1] not in (1, 2, 3, 4):
+        raise ConfigError(
+            f"an array image must be (height, width) or (height, width, 1, 3 or 4 channels), got shape {array.shape}"
+        )
+    if array.shape[-1] in (2, 4):  # with alpha: onto white, as the decode road does
+        alpha = array[..., -1:].astype(np.float32) / 255.0
+        array = np.round(array[..., :-1].astype(np.float32) * alpha + 255.0 * (1.0 - alpha))
+    return array
+
+
+def _squares_from_bytes(items: list[bytes], size: int, channels: int) -> Any:
+    """Encoded images as the model's squares, decoded in the graph as the decode road decodes
+    files (the SavedModel's ``serve_bytes`` steps)."""
+    import re
+
+    import numpy as np
+    import tensorflow as tf
+
+    from transferkit.errors import DataError
+    from transferkit.runs.serving import squares_from_bytes
+
+    try:
+        return np.asarray(squares_from_bytes(tf.constant([bytes(b) for b in items]), size, channels))
+    except tf.errors.InvalidArgumentError as err:
+        found = re.search(r"serve_bytes: image\D*?(\d+)", err.message or "")
+        which = f"image {found.group(1)}" if found else "one of the images"
+        raise DataError(
+            f"{which} (counting from 0) of the bytes given cannot be decoded: it is not a JPEG, PNG, GIF, BMP or "
+            "WebP file, or it is corrupt or truncated"
+        ) from None
 
 
 def _resized(arrays: list[Any], size: int, channels: int) -> Any:
