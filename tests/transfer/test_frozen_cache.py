@@ -51,6 +51,22 @@ def test_training_on_the_cache_is_training_the_model(train_bn: bool) -> None:
             np.testing.assert_array_equal(w.numpy(), frozen_before[w.path])
 
 
+def test_prefix_fingerprint_is_the_weights_not_the_layer_names() -> None:
+    """Two builds of one base (Keras names the second one's layers ..._1) with the same weights
+    share a fingerprint, so --lr auto's range test and phase 1 share the frozen layers' outputs;
+    any changed weight gives another."""
+    from transferkit.models import create_backbone
+
+    first = create_backbone("mobilenet_v1_025", weights=None, input_shape=(32, 32, 3))
+    second = create_backbone("mobilenet_v1_025", weights=None, input_shape=(32, 32, 3))
+    second.set_weights(first.get_weights())
+    assert features.prefix_fingerprint(first) == features.prefix_fingerprint(second)
+    weights = second.get_weights()
+    weights[3] = weights[3] + 1e-3
+    second.set_weights(weights)
+    assert features.prefix_fingerprint(first) != features.prefix_fingerprint(second)
+
+
 def test_prefix_bytes_counts_every_cut_tensor() -> None:
     model = _model()
     transfer.freeze(model, "stage3")

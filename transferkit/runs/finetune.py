@@ -147,8 +147,9 @@ def _finetune(
         log(f"transferkit: resuming an interrupted run, {where} ({progress.folder})")
         progress.restore(model, resume_at)  # the weights after the last finished step
     chosen = {}
+    memo: dict = {}  # the frozen layers' outputs, shared by --lr auto's range test and phase 1
     if config.lr == "auto":
-        chosen = progress.remember("lr_auto.json", lambda: _auto_lr(config, data, size, log))
+        chosen = progress.remember("lr_auto.json", lambda: _auto_lr(config, data, size, log, memo))
         config = dataclasses.replace(config, lr=chosen["lr"], fine_tune_lr=chosen["fine_tune_lr"])
     steps_per_epoch = -(-data.count("train") // config.batch_size)
     for step, (start, epochs) in enumerate(steps):
@@ -160,7 +161,7 @@ def _finetune(
         stopper = _early_stopping(config)
         _fit(
             model, data, config, cache, log, compile_args, initial_epoch=first_epoch, epochs=first_epoch + epochs,
-            verbose=verbose, callbacks=progress.callbacks(step, "head" if start is None else "fine_tune")
+            verbose=verbose, memo=memo, callbacks=progress.callbacks(step, "head" if start is None else "fine_tune")
             + common.tensorboard(progress, config.tensorboard) + stopper + list(callbacks),
         )
         if stopper and stopper[0].stopped_epoch:
@@ -188,7 +189,7 @@ def _early_stopping(config: FinetuneConfig) -> list[keras.callbacks.Callback]:
     return [keras.callbacks.EarlyStopping("val_loss", patience=config.early_stopping, restore_best_weights=True)]
 
 
-def _auto_lr(config: FinetuneConfig, data: Any, size: int, log: Any) -> dict[str, Any]:
+def _auto_lr(config: FinetuneConfig, data: Any, size: int, log: Any, memo: dict | None = None) -> dict[str, Any]:
     """``--lr auto``: a range test of phase 1 on a throwaway copy of the model; its suggestion is
     phase 1's rate, and phase 2's is a hundredth of it unless ``fine_tune_lr`` is given."""
     log("transferkit: --lr auto, running a learning-rate range test of the head first")
@@ -196,7 +197,7 @@ def _auto_lr(config: FinetuneConfig, data: Any, size: int, log: Any) -> dict[str
         config.base, data.num_classes, config.weights, size, config.channels, dropout=config.dropout,
         **drop_path_option(config.base, config.drop_path),
     )
-    curve = range_test(model, data, config)
+    curve = range_test(model, data, config, memo=memo)
     chosen = {**curve.summary(), "lr": curve.suggestion, "fine_tune_lr": config.fine_tune_lr or curve.suggestion / 100}
     log(
         f"transferkit: --lr auto chose lr {chosen['lr']:.3g} (valley; steepest descent at {chosen['steepest']:.3g}) "
@@ -207,13 +208,13 @@ def _auto_lr(config: FinetuneConfig, data: Any, size: int, log: Any) -> dict[str
 
 def range_test(
     model: keras.Model, data: Any, config: FinetuneConfig, phase: str = "head", start_lr: float = 1e-7,
-    end_lr: float = 10.0, steps: int = 100,
+    end_lr: float = 10.0, steps: int = 100, memo: dict | None = None,
 ) -> Curve:
     """A learning-rate range test of one phase of ``config``'s recipe on ``model`` (which it
     trains: a throwaway model): the head on the frozen base (``phase="head"``), or the part of
     the base phase 2 unfreezes (``"fine_tune"``, after ``config.epochs`` of phase 1 at
     ``config.lr``), with that phase's optimizer. The frozen layers' output
-    is cached as :func:`finetune` caches it.
+    is cached as :func:`finetune` caches it (kept in ``memo`` for the run's own phase 1).
 
     Returns:
         The loss curve and its suggestions (:class:`~transferkit.transfer.lr_find.Curve`).
@@ -226,12 +227,15 @@ def range_test(
     if phase == "fine_tune":
         start = transfer.resolve_unfreeze(model, config.unfreeze_from, config.unfreeze_last)
         if config.epochs:  # phase 2 starts from a trained head, as in finetune
-            _fit(model, data, config, cache, lambda message: None, _set_step(model, config, None), epochs=config.epochs, verbose=0)
+            _fit(
+                model, data, config, cache, lambda message: None, _set_step(model, config, None), epochs=config.epochs,
+                verbose=0, memo=memo,
+            )
     config = dataclasses.replace(config, lr=start_lr, fine_tune_lr=start_lr)  # the test sets the rate of every batch
     # Every epoch holds at least one batch, so `steps` epochs are enough; validation never runs.
     _fit(
         model, data, config, cache, lambda message: None, _set_step(model, config, start), epochs=steps,
-        verbose=0, callbacks=[test], validation_freq=steps + 1,
+        verbose=0, callbacks=[test], validation_freq=steps + 1, memo=memo,
     )
     return test.curve
 
@@ -259,11 +263,13 @@ def _augmented(config: FinetuneConfig) -> bool:
 
 
 def _fit(
-    model: keras.Model, data: Any, config: FinetuneConfig, cache: bool, log: Any, compile_args: tuple, **kwargs: Any
+    model: keras.Model, data: Any, config: FinetuneConfig, cache: bool, log: Any, compile_args: tuple,
+    memo: dict | None = None, **kwargs: Any,
 ) -> keras.callbacks.History:
     """``model.fit`` on ``data``, or, with ``cache``, fit of the trained part of ``model`` on the
     cached output of its frozen part (:func:`transferkit.transfer.frozen_prefix`): the same
-    training, without recomputing the frozen layers every epoch."""
+    training, without recomputing the frozen layers every epoch (nor in a later fit of the same
+    run with the same frozen layers: ``memo``)."""
     from transferkit.data import MEMORY_CACHE_SHARE, available_memory
     from transferkit.transfer import features
 
@@ -277,7 +283,7 @@ def _fit(
             log(f"transferkit: not caching the frozen layers' output ({need / 2**30:.1f} GB, over half the free memory)")
         else:
             log(f"transferkit: frozen layers computed once per image ({need / 2**20:.0f} MB cached)")
-            train, val = features.cached_prefix_data(prefix, data.train, data.val, config.batch_size, config.seed)
+            train, val = features.cached_prefix_data(prefix, data.train, data.val, config.batch_size, config.seed, memo)
             target = suffix
             _compile(target, config, data.soft_labels, *compile_args)
     return common.fit(target, train, val, data.class_weight, **kwargs)

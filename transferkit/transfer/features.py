@@ -233,25 +233,30 @@ def prefix_bytes(prefix: keras.Model, n_images: int) -> int:
     )
 
 
-def cached_prefix_data(
-    prefix: keras.Model, train: Any, val: Any, batch_size: int, seed: int = 0
-) -> tuple[Any, Any]:
-    """``train`` and ``val`` with their images replaced by the outputs of the frozen ``prefix``
-    (see :func:`transferkit.transfer.frozen_prefix`), computed in one pass and kept in memory.
+def prefix_fingerprint(prefix: keras.Model) -> str:
+    """What the outputs of a frozen ``prefix`` depend on besides its input: its weights (and
+    their shapes) and its outputs' shapes and dtypes. Two builds of the same base with the same
+    pretrained weights give the same fingerprint whatever their layers are named."""
+    digest = hashlib.blake2b(digest_size=16)
+    for weight in prefix.weights:
+        value = np.ascontiguousarray(keras.ops.convert_to_numpy(weight))
+        digest.update(f"{value.shape}{value.dtype}".encode())
+        digest.update(value.tobytes())
+    for t in prefix.outputs:
+        digest.update(f"{tuple(t.shape)}{t.dtype}".encode())
+    return digest.hexdigest()
 
-    ``train`` must not be augmented: its images must be the same every epoch. The returned
-    training data is reshuffled every epoch (seeded) and batched like the original.
-    """
-    import tensorflow as tf
 
-    from transferkit.data import pipeline
-
+def prefix_outputs(prefix: keras.Model, *datasets: Any) -> list[tuple[Any, np.ndarray] | None]:
+    """For each dataset of ``(images, labels)`` batches, ``(outputs of prefix, labels)`` as arrays
+    (a tuple of arrays for a prefix with several outputs); None for a dataset that is None or
+    has no batches. ``prefix`` is traced once for all of them."""
     run = feature_fn(prefix)
 
-    def computed(dataset: Any) -> tuple[Any, np.ndarray] | None:
+    def computed(batches: Any) -> tuple[Any, np.ndarray] | None:
         outs: list[list[np.ndarray]] = [[] for _ in prefix.outputs]
         labels = []
-        for images, y in dataset:
+        for images, y in batches:
             result = run(images)
             for store, value in zip(outs, result if isinstance(result, (list, tuple)) else [result]):
                 store.append(np.asarray(value))
@@ -261,6 +266,27 @@ def cached_prefix_data(
         arrays = tuple(np.concatenate(o) for o in outs)
         return (arrays if len(arrays) > 1 else arrays[0]), np.concatenate(labels)
 
+    return [None if batches is None else computed(batches) for batches in datasets]
+
+
+def cached_prefix_data(
+    prefix: keras.Model, train: Any, val: Any, batch_size: int, seed: int = 0, memo: dict | None = None
+) -> tuple[Any, Any]:
+    """``train`` and ``val`` with their images replaced by the outputs of the frozen ``prefix``
+    (see :func:`transferkit.transfer.frozen_prefix`), computed in one pass and kept in memory.
+
+    ``train`` must not be augmented: its images must be the same every epoch. The returned
+    training data is reshuffled every epoch (seeded) and batched like the original.
+
+    ``memo``, a dict the caller keeps for one run, holds the computed outputs under the prefix's
+    :func:`prefix_fingerprint` and the identity of ``train`` and ``val``: a later call with the
+    same frozen layers on the same data (``--lr auto``'s range test, then phase 1, each on its own
+    build of the model) computes nothing again.
+    """
+    import tensorflow as tf
+
+    from transferkit.data import pipeline
+
     def dataset(arrays: tuple[Any, np.ndarray] | None, shuffle: bool) -> Any:
         if arrays is None:
             return None
@@ -269,4 +295,11 @@ def cached_prefix_data(
             ds = ds.shuffle(len(arrays[1]), seed=seed, reshuffle_each_iteration=True)
         return pipeline.fixed_parallelism(ds.batch(batch_size).prefetch(tf.data.AUTOTUNE))
 
-    return dataset(computed(train), True), dataset(None if val is None else computed(val), False)
+    if memo is None:
+        train_arrays, val_arrays = prefix_outputs(prefix, train, val)
+    else:
+        key = (prefix_fingerprint(prefix), id(train), id(val))
+        if key not in memo:
+            memo[key] = prefix_outputs(prefix, train, val)
+        train_arrays, val_arrays = memo[key]
+    return dataset(train_arrays, True), dataset(val_arrays, False)
