@@ -164,6 +164,7 @@ def _finetune(
             verbose=verbose, memo=memo, callbacks=progress.callbacks(step, "head" if start is None else "fine_tune")
             + common.tensorboard(progress, config.tensorboard) + stopper + list(callbacks),
         )
+        memo.clear()  # only phase 1 can share the range test's arrays; a later step has its own
         if stopper and stopper[0].stopped_epoch:
             log(
                 f"transferkit: early stopping after epoch {stopper[0].stopped_epoch + 1}; kept the weights of epoch "
