@@ -103,14 +103,10 @@ def _refuse_models_as_images(inputs: list[str]) -> None:
     """A model among the images (``transferkit predict RUN photos/``, a natural slip): without
     this, the run folder's own plots would be classified by the ImageNet classifier."""
     from transferkit.errors import ConfigError
-    from transferkit.runs.serving import is_saved_model
+    from transferkit.runs.folder import find_model
 
     for item in inputs:
-        path = Path(item).expanduser()
-        folder_model = path.is_dir() and (
-            (path / "model.keras").is_file() or is_saved_model(path) or is_saved_model(path / "saved_model")
-        )
-        if folder_model or (path.suffix == ".keras" and path.is_file()):
+        if find_model(item) is not None:
             raise ConfigError(
                 f"{item!r} is a model (a run folder, .keras file or exported SavedModel), not images; "
                 f"pass it as --model {item}, followed by the images"

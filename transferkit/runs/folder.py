@@ -228,6 +228,19 @@ class OpenedRun:
     history: list[dict[str, str]] | None = None
 
 
+def find_model(path: str | os.PathLike[str]) -> Path | None:
+    """What :func:`open_run` opens at ``path``: a run folder's ``model.keras`` (before its
+    SavedModel), a SavedModel folder with transferkit's serving signatures (``path`` or its
+    ``saved_model/``), or a ``.keras`` file; None when ``path`` is none of these."""
+    given = Path(path).expanduser()
+    if given.is_dir() and (given / "model.keras").is_file():
+        return given / "model.keras"
+    for folder in (given, given / "saved_model"):
+        if is_saved_model(folder):
+            return folder
+    return given if given.is_file() and given.suffix == ".keras" else None
+
+
 def open_run(path: str | os.PathLike[str]) -> OpenedRun:
     """Opens a run folder, a ``.keras`` file, or a SavedModel with transferkit's serving
     signatures (a run's ``saved_model/``, or a ``transferkit export`` folder holding one).
@@ -240,15 +253,14 @@ def open_run(path: str | os.PathLike[str]) -> OpenedRun:
     from transferkit.data.split import read_manifest
 
     given = Path(path).expanduser()
-    for folder in (given, given / "saved_model"):  # a run folder's model.keras comes first
-        if is_saved_model(folder) and not (given / "model.keras").is_file():
-            served = ServedModel(folder)
-            return OpenedRun(served, served.class_names)  # type: ignore[arg-type]
-    file = given / "model.keras" if given.is_dir() else given
-    if not file.is_file() or file.suffix != ".keras":
+    file = find_model(given)
+    if file is None:
         raise ConfigError(
             f"--model must be a run folder or a .keras file (or an exported SavedModel folder), got {str(path)!r}"
         )
+    if file.is_dir():
+        served = ServedModel(file)
+        return OpenedRun(served, served.class_names)  # type: ignore[arg-type]
     model = keras.saving.load_model(file, compile=False)
     folder = file.parent
     shape = model.output_shape[0] if isinstance(model.output_shape, list) else model.output_shape
