@@ -189,7 +189,7 @@ def _decode_jpeg(data: tf.Tensor, image_size: int, ratio: int | None = None) -> 
     )
 
 
-def _over_white(rgba: tf.Tensor) -> tf.Tensor:
+def over_white(rgba: tf.Tensor) -> tf.Tensor:
     """Composites RGBA onto white (transparent backgrounds are usually meant as paper, not black)."""
     rgb = tf.cast(rgba[..., :3], tf.float32)
     alpha = tf.cast(rgba[..., 3:], tf.float32) / 255.0
@@ -218,12 +218,12 @@ def decode_bytes(
         return tf.cond(tf.io.is_jpeg(data), jpeg, lambda: _decode_any(data))
 
     def with_alpha() -> tf.Tensor:  # PNG and BMP
-        return _over_white(tf.io.decode_image(data, channels=4, expand_animations=False))
+        return over_white(tf.io.decode_image(data, channels=4, expand_animations=False))
 
     def webp() -> tf.Tensor:  # first frame; 3 or 4 channels as stored: pad an opaque alpha
         image = tf.io.decode_webp(data)[0]
         opaque = tf.fill(tf.concat([tf.shape(image)[:2], [1]], 0), tf.constant(255, tf.uint8))
-        return _over_white(tf.concat([image, opaque], -1)[..., :4])
+        return over_white(tf.concat([image, opaque], -1)[..., :4])
 
     # Codes: 0 sniff, 1 jpeg, 2 png, 3 gif, 4 bmp, 5 webp (probe.FORMAT_CODES).
     branches = [sniff, jpeg, with_alpha, lambda: _decode_any(data), with_alpha, webp]

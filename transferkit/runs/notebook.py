@@ -274,9 +274,13 @@ def _pixels(image: Any) -> Any:
         raise ConfigError(
             f"an array image must be (height, width) or (height, width, 1, 3 or 4 channels), got shape {array.shape}"
         )
-    if array.shape[-1] in (2, 4):  # with alpha: onto white, as the decode road does
-        alpha = array[..., -1:].astype(np.float32) / 255.0
-        array = np.round(array[..., :-1].astype(np.float32) * alpha + 255.0 * (1.0 - alpha))
+    if array.shape[-1] in (2, 4):  # with alpha: onto white, by the decode road's own step
+        import tensorflow as tf
+
+        from transferkit.data.pipeline import over_white
+
+        rgba = array if array.shape[-1] == 4 else np.concatenate([np.repeat(array[..., :1], 3, -1), array[..., 1:]], -1)
+        array = np.asarray(over_white(tf.convert_to_tensor(rgba)))
     return array
 
 
