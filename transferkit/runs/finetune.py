@@ -147,7 +147,9 @@ def _finetune(
         log(f"transferkit: resuming an interrupted run, {where} ({progress.folder})")
         progress.restore(model, resume_at)  # the weights after the last finished step
     chosen = {}
-    memo: dict = {}  # the frozen layers' outputs, shared by --lr auto's range test and phase 1
+    # The frozen layers' outputs of --lr auto's range test, for phase 1 (no digest of the frozen
+    # weights without it: nothing to share).
+    memo: dict | None = {} if config.lr == "auto" else None
     if config.lr == "auto":
         chosen = progress.remember("lr_auto.json", lambda: _auto_lr(config, data, size, log, memo))
         config = dataclasses.replace(config, lr=chosen["lr"], fine_tune_lr=chosen["fine_tune_lr"])
@@ -164,7 +166,7 @@ def _finetune(
             verbose=verbose, memo=memo, callbacks=progress.callbacks(step, "head" if start is None else "fine_tune")
             + common.tensorboard(progress, config.tensorboard) + stopper + list(callbacks),
         )
-        memo.clear()  # only phase 1 can share the range test's arrays; a later step has its own
+        memo = None  # only phase 1 can share the range test's arrays; a later step has its own
         if stopper and stopper[0].stopped_epoch:
             log(
                 f"transferkit: early stopping after epoch {stopper[0].stopped_epoch + 1}; kept the weights of epoch "
